@@ -1,0 +1,3 @@
+from mailvoice.cli import main
+
+raise SystemExit(main())

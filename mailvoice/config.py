@@ -1,0 +1,377 @@
+"""Typed settings, parsed once at the edge from a TOML file plus ``MAILVOICE_*`` environment overrides.
+
+Lookup order for the file: ``--config``, ``$MAILVOICE_CONFIG``, then ``<user config dir>/mailvoice/config.toml``
+(absent is fine: the embedded defaults apply). An override names a section and a key with a double underscore:
+``MAILVOICE_ASR__BEAM_SIZE=3``, ``MAILVOICE_GENERAL__STORE_URL=sqlite:////tmp/x.db``.
+Every bad value raises ConfigError naming the key, the value and the expected form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from mailvoice.errors import ConfigError
+
+ENV_PREFIX = "MAILVOICE_"
+
+TlsMode = Literal["implicit", "starttls", "none"]
+
+
+def _user_dir(kind: Literal["config", "data"]) -> Path:
+    import platformdirs
+
+    if kind == "config":
+        return Path(platformdirs.user_config_dir("mailvoice"))
+    return Path(platformdirs.user_data_dir("mailvoice"))
+
+
+@dataclass(frozen=True)
+class GeneralSettings:
+    data_dir: Path = field(default_factory=lambda: _user_dir("data"))
+    """State: store, quarantine, delivered folder, demo mailbox."""
+    store_url: str = ""
+    """SQLAlchemy URL; empty means sqlite:///<data_dir>/mailvoice.db."""
+    key_file: Path | None = None
+    """The 0600 key file; None means <data_dir>/keys.json (created by `mailvoice init`)."""
+    allow_downloads: bool = False
+    """Let engines fetch model weights from a hub when no package or path provides them."""
+    log_level: str = "WARNING"
+
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir / 'mailvoice.db'}"
+
+    def resolved_key_file(self) -> Path:
+        return self.key_file or self.data_dir / "keys.json"
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    max_bytes: int = 50 * 1024 * 1024
+    """Largest encoded attachment accepted."""
+    max_duration: float = 15 * 60.0
+    """Longest decoded audio accepted, in seconds."""
+    decode_timeout: float = 60.0
+    """Wall-time limit for decoding one file, in seconds."""
+    highpass_hz: float = 80.0
+    """High-pass cut-off for DC/rumble removal; 0 disables."""
+    normalize: bool = True
+    """Loudness-normalise decoded speech before recognition."""
+    target_dbfs: float = -20.0
+    """RMS target level for normalisation."""
+
+
+@dataclass(frozen=True)
+class AsrSettings:
+    engine: str = "faster-whisper"
+    model: str = "tiny.en"
+    """A model package name from models/manifest.toml, a directory path, or (with downloads) a hub model name."""
+    language: str = "auto"
+    """ISO 639-1 code, or "auto" to detect."""
+    beam_size: int = 5
+    vad_filter: bool = True
+    word_timestamps: bool = True
+    initial_prompt: str = ""
+    hotwords: str = ""
+    threads: int = 0
+    """CPU threads for inference; 0 = all cores."""
+    compute_type: str = "int8"
+    no_speech_threshold: float = 0.6
+    """A segment whose no_speech_prob is above this and whose avg_logprob is below logprob_threshold is dropped."""
+    logprob_threshold: float = -1.0
+
+
+@dataclass(frozen=True)
+class TtsSettings:
+    engine: str = "piper"
+    voice: str = "joe"
+    """A voice name from models/manifest.toml, an .onnx path (piper), or a model directory (coqui)."""
+    format: Literal["ogg", "mp3", "wav"] = "ogg"
+    length_scale: float = 1.0
+    sentence_pause: float = 0.35
+    paragraph_pause: float = 0.8
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    name: str
+    host: str
+    username: str
+    port: int = 0
+    """0 = 993 for implicit TLS, 143 otherwise."""
+    password_env: str = ""
+    """Name of the environment variable holding the password."""
+    password_file: Path | None = None
+    tls: TlsMode = "implicit"
+    ca_file: Path | None = None
+    allow_plaintext: bool = False
+    """Only honoured for a loopback host."""
+    folders: tuple[str, ...] = ("INBOX",)
+    recipients: tuple[str, ...] = ()
+    """Where transcripts go; empty = the account's own address."""
+    address: str = ""
+    """The account's own address; empty = username when it contains '@'."""
+    idle: bool = True
+    poll_interval: float = 60.0
+    timeout: float = 30.0
+    mark_done: Literal["keyword", "seen", "none"] = "keyword"
+    after: Literal["keep", "delete", "move"] = "keep"
+    move_to: str = ""
+
+
+@dataclass(frozen=True)
+class MaildirSettings:
+    name: str
+    path: Path
+    recipients: tuple[str, ...] = ()
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = ""
+    """Empty = no SMTP: deliver into <data_dir>/delivered (a Maildir)."""
+    port: int = 0
+    username: str = ""
+    password_env: str = ""
+    password_file: Path | None = None
+    tls: TlsMode = "starttls"
+    ca_file: Path | None = None
+    allow_plaintext: bool = False
+    sender: str = ""
+    """From address of mails mailvoice sends."""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    attach_audio: bool = True
+    mark_uncertain_below: float = 0.5
+    """Words whose probability is below this are marked in the transcript mail."""
+    folder: Path | None = None
+    """Local Maildir for delivery when no SMTP host is set; None = <data_dir>/delivered."""
+    owners: tuple[str, ...] = ()
+    """Addresses that may receive summaries and trigger voice sends."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    general: GeneralSettings = field(default_factory=GeneralSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    accounts: tuple[AccountSettings, ...] = ()
+    maildirs: tuple[MaildirSettings, ...] = ()
+    source: Path | None = None
+    """The file these settings came from, if any."""
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "general": GeneralSettings,
+    "audio": AudioSettings,
+    "asr": AsrSettings,
+    "tts": TtsSettings,
+    "smtp": SmtpSettings,
+    "delivery": DeliverySettings,
+}
+_LISTS: dict[str, type[Any]] = {"accounts": AccountSettings, "maildirs": MaildirSettings}
+
+T = TypeVar("T")
+
+
+def _expected(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_expected(a) for a in get_args(tp) if a is not type(None)) + " (or empty)"
+    if origin is tuple:
+        return f"a list of {_expected(get_args(tp)[0])}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            Path: "a file path"}.get(tp, str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
+    """Convert one raw value to the annotated type, or raise ConfigError naming key, value and form."""
+
+    def bad() -> ConfigError:
+        return ConfigError(f"setting {key} = {value!r} is invalid: expected {_expected(tp)}")
+
+    origin = get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        if value is None or (from_env and value == ""):
+            return None
+        return _coerce(key, value, inner[0], from_env=from_env)
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise bad()
+    if origin is tuple:
+        if from_env and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise bad()
+        return tuple(_coerce(f"{key}[{i}]", v, get_args(tp)[0], from_env=from_env) for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise bad()
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, int):
+            return value
+        if from_env and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, int | float):
+            return float(value)
+        if from_env and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    if tp is Path:
+        if isinstance(value, str) and value:
+            return Path(value).expanduser()
+        raise bad()
+    raise bad()
+
+
+def _build(cls: type[T], raw: Mapping[str, Any], prefix: str, *, from_env: bool = False) -> T:
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown setting {prefix}{key}: known keys in [{prefix.rstrip('.')}] are {known}")
+        kwargs[key] = _coerce(f"{prefix}{key}", value, hints[key], from_env=from_env)
+    missing = [
+        n for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"[{prefix.rstrip('.')}] is missing required setting(s): {', '.join(missing)}")
+    return cls(**kwargs)
+
+
+def default_config_path() -> Path:
+    return _user_dir("config") / "config.toml"
+
+
+def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse the config file and the environment into Settings (once, at the edge)."""
+    env = os.environ if environ is None else environ
+    explicit = path is not None or bool(env.get("MAILVOICE_CONFIG"))
+    cfg_path = Path(path or env.get("MAILVOICE_CONFIG") or default_config_path()).expanduser()
+    raw: dict[str, Any] = {}
+    if cfg_path.exists():
+        try:
+            raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {cfg_path} is not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"config file {cfg_path} cannot be read: {exc.strerror}") from exc
+    elif explicit:
+        raise ConfigError(f"config file {cfg_path} does not exist (run `mailvoice init` or fix the path)")
+
+    unknown = set(raw) - set(_SECTIONS) - set(_LISTS)
+    if unknown:
+        raise ConfigError(
+            f"unknown section(s) {', '.join(sorted(unknown))} in {cfg_path}: known sections are "
+            + ", ".join(sorted([*_SECTIONS, *_LISTS]))
+        )
+
+    env_raw: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        if section not in _SECTIONS:
+            raise ConfigError(f"environment variable {name}: unknown section {section!r}; "
+                              f"known: {', '.join(sorted(_SECTIONS))}")
+        env_raw.setdefault(section, {})[key] = value
+
+    kwargs: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] in {cfg_path} must be a table")
+        merged = _build(cls, table, f"{section}.")
+        if section in env_raw:
+            overrides = _build_partial(cls, env_raw[section], f"{section}.")
+            merged = dataclasses.replace(merged, **overrides)
+        kwargs[section] = merged
+    for section, cls in _LISTS.items():
+        items = raw.get(section, [])
+        if not isinstance(items, list):
+            raise ConfigError(f"[[{section}]] in {cfg_path} must be an array of tables")
+        built = tuple(_build(cls, item, f"{section}[{i}].") for i, item in enumerate(items))
+        names = [b.name for b in built]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ConfigError(f"[[{section}]] names must be unique; repeated: {', '.join(sorted(dupes))}")
+        kwargs[section] = built
+    return Settings(**kwargs, source=cfg_path if cfg_path.exists() else None)
+
+
+def _build_partial(cls: type[Any], raw: Mapping[str, str], prefix: str) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(f"environment override MAILVOICE_{prefix.rstrip('.').upper()}__{key.upper()}: "
+                              f"unknown key; known keys are {', '.join(sorted(names))}")
+        out[key] = _coerce(f"{prefix}{key}", value, hints[key], from_env=True)
+    return out
+
+
+def read_secret(what: str, env_name: str, file: Path | None, environ: Mapping[str, str] | None = None) -> str:
+    """A password from the named environment variable or file; the error names where it was looked for."""
+    env = os.environ if environ is None else environ
+    if env_name:
+        value = env.get(env_name)
+        if value:
+            return value
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}: password file {file} cannot be read ({exc.strerror})") from exc
+    where = f"environment variable {env_name}" if env_name else "password_env / password_file"
+    raise ConfigError(f"{what}: no password found; set {where}")
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    raise RuntimeError("mailvoice needs Python 3.11 or newer")
