@@ -1,0 +1,46 @@
+"""CLI command implementations; each module exposes `run(args) -> int` and is imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mailvoice.config import Settings
+    from mailvoice.crypto import Sealer
+    from mailvoice.store import Store
+
+_err: Console | None = None
+
+
+def err_console() -> Console:
+    """Rich console on stderr: progress and diagnostics never mix with --json output on stdout."""
+    global _err
+    if _err is None:
+        from rich.console import Console
+
+        _err = Console(stderr=True, highlight=False)
+    return _err
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    from mailvoice.config import load_settings
+
+    return load_settings(getattr(args, "config", None))
+
+
+def open_store(settings: Settings) -> Store:
+    """The store with the keyring named in the settings (MAILVOICE_KEY or the 0600 key file)."""
+    from mailvoice.crypto import Sealer, load_keyring
+    from mailvoice.store import Store
+
+    keyring = load_keyring(settings.general.resolved_key_file())
+    return Store.open(settings.general.resolved_store_url(), Sealer(keyring))
+
+
+def sealer_for(settings: Settings) -> Sealer:
+    from mailvoice.crypto import Sealer, load_keyring
+
+    return Sealer(load_keyring(settings.general.resolved_key_file()))

@@ -1,0 +1,34 @@
+"""The engine protocols: plain synchronous classes, so any engine runs the same way inside a ModelWorker thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from mailvoice.types import AudioClip, SpeechChunk, Transcript
+
+ASR_SAMPLE_RATE = 16_000
+"""Every ASR engine takes 16 kHz mono float32 clips."""
+
+
+@runtime_checkable
+class AsrEngine(Protocol):
+    """Speech to text."""
+
+    name: str
+
+    def transcribe(self, clip: AudioClip) -> Transcript:
+        """Transcribe a whole 16 kHz mono clip; blocks (call it from a worker thread)."""
+        ...
+
+
+@runtime_checkable
+class TtsEngine(Protocol):
+    """Text to speech, sentence by sentence."""
+
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> Iterator[SpeechChunk]:
+        """Yield one chunk per sentence, lazily, so the first audio is ready before the rest is computed."""
+        ...

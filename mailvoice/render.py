@@ -1,0 +1,141 @@
+"""Render user-editable templates (string.Template: no code runs) into outgoing mails."""
+
+from __future__ import annotations
+
+import datetime
+import html
+import string
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from importlib import resources
+from pathlib import Path
+
+from mailvoice.errors import ConfigError
+from mailvoice.types import Attachment, Transcript
+
+SUBJECT_WORDS = 8
+
+
+def _template_text(name: str, templates_dir: Path | None) -> str:
+    if templates_dir is not None:
+        path = templates_dir / name
+        if path.exists():
+            try:
+                return path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"template {path} cannot be read: {exc}") from exc
+    return resources.files("mailvoice").joinpath("data", "templates", name).read_text(encoding="utf-8")
+
+
+def render(name: str, values: dict[str, str], templates_dir: Path | None = None) -> str:
+    """Fill a template; an unknown $placeholder is a ConfigError naming the template and the placeholder."""
+    text = _template_text(name, templates_dir)
+    try:
+        return string.Template(text).substitute(values)
+    except (KeyError, ValueError) as exc:
+        known = ", ".join(f"${k}" for k in sorted(values))
+        raise ConfigError(f"template {name}: unknown or malformed placeholder {exc}; known: {known}") from exc
+
+
+def format_duration(seconds: float) -> str:
+    s = max(0, round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def first_words(text: str, n: int = SUBJECT_WORDS) -> str:
+    words = text.split()
+    return " ".join(words[:n]) + ("…" if len(words) > n else "")
+
+
+def marked_text(transcript: Transcript, threshold: float, *, as_html: bool) -> str:
+    """The transcript with words below the probability threshold marked as uncertain."""
+    if transcript.no_speech:
+        return "<em>(no speech detected)</em>" if as_html else "(no speech detected)"
+    words = transcript.words
+    if not words:
+        return html.escape(transcript.text) if as_html else transcript.text
+    out: list[str] = []
+    for w in words:
+        token = w.word.strip()
+        if not token:
+            continue
+        if w.probability < threshold:
+            token = (f'<span style="background: #fff3b0">{html.escape(token)}</span>' if as_html
+                     else f"[{token}?]")
+        elif as_html:
+            token = html.escape(token)
+        out.append(token)
+    return " ".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailMail:
+    """What a transcript mail says; rendered into an RFC 5322 message by build_voicemail_mail."""
+
+    caller: str
+    transcript: Transcript
+    received: str
+    original_subject: str
+    original_message_id: str | None
+    original_references: str
+    audio: Attachment | None
+    notes: tuple[str, ...] = ()
+
+
+def build_voicemail_mail(
+    vm: VoicemailMail,
+    *,
+    sender: str,
+    recipients: tuple[str, ...],
+    message_id: str,
+    uncertain_below: float,
+    templates_dir: Path | None = None,
+) -> EmailMessage:
+    """The transcript mail, threaded as a reply to the voicemail; every untrusted string is cleaned for headers."""
+    from mailvoice.mail.headers import clean_header_text
+
+    t = vm.transcript
+    words = "(no speech)" if t.no_speech else first_words(t.text)
+    common = {
+        "caller": vm.caller,
+        "duration": format_duration(t.duration),
+        "received": vm.received,
+        "language": t.language,
+        "original_subject": vm.original_subject,
+        "first_words": words,
+    }
+    subject = clean_header_text(render("voicemail.subject", common, templates_dir), max_len=200)
+    text_notes = "".join(f"Note: {n}\n\n" for n in vm.notes)
+    plain = render("voicemail.txt", {**common, "transcript": marked_text(t, uncertain_below, as_html=False),
+                                     "notes": text_notes}, templates_dir)
+    esc = {k: html.escape(v) for k, v in common.items()}
+    html_notes = "".join(f"<p><em>Note: {html.escape(n)}</em></p>\n" for n in vm.notes)
+    rich = render("voicemail.html", {**esc, "transcript": marked_text(t, uncertain_below, as_html=True),
+                                     "notes": html_notes}, templates_dir)
+
+    msg = EmailMessage(policy=SMTP)
+    msg["Subject"] = subject
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(_now())
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Mailvoice"] = "transcript"
+    if vm.original_message_id:
+        msg["In-Reply-To"] = vm.original_message_id
+        refs = f"{vm.original_references} {vm.original_message_id}".strip()
+        msg["References"] = " ".join(refs.split()[-20:])
+    msg.set_content(plain)
+    msg.add_alternative(rich, subtype="html")
+    if vm.audio is not None:
+        maintype, _, subtype = vm.audio.content_type.partition("/")
+        msg.make_mixed()
+        msg.add_attachment(vm.audio.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                           filename=vm.audio.filename)
+    return msg
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)

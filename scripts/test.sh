@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up everything the tests need (Debian packages, .venv with the dev extras) and run lint, types and all tests.
+# MAILVOICE_TEST_COQUI=0 skips the optional Coqui engine's step (its own venv, ~1.8 GB).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev,web
+echo "== ruff" && .venv/bin/ruff check mailvoice tests
+echo "== mypy --strict" && .venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest -p no:cacheprovider "$@"
+if [ "${MAILVOICE_TEST_COQUI:-1}" != "0" ] && [ $# -eq 0 ]; then
+  echo "== coqui extra (own venv)"
+  bash scripts/test-coqui.sh
+fi
