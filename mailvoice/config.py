@@ -161,6 +161,10 @@ class DeliverySettings:
     """Local Maildir for delivery when no SMTP host is set; None = <data_dir>/delivered."""
     owners: tuple[str, ...] = ()
     """Addresses that may receive summaries and trigger voice sends."""
+    templates_dir: Path | None = None
+    """A folder of user-edited templates; files missing there fall back to the built-in ones."""
+    keep_audio: bool = True
+    """Keep the (sealed) voicemail audio in the store."""
 
 
 @dataclass(frozen=True)

@@ -33,14 +33,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def open_store(settings: Settings) -> Store:
     """The store with the keyring named in the settings (MAILVOICE_KEY or the 0600 key file)."""
-    from mailvoice.crypto import Sealer, load_keyring
+    from mailvoice.crypto import Sealer, load_key
     from mailvoice.store import Store
 
-    keyring = load_keyring(settings.general.resolved_key_file())
+    keyring = load_key(settings.general.resolved_key_file())
     return Store.open(settings.general.resolved_store_url(), Sealer(keyring))
 
 
 def sealer_for(settings: Settings) -> Sealer:
-    from mailvoice.crypto import Sealer, load_keyring
+    from mailvoice.crypto import Sealer, load_key
 
-    return Sealer(load_keyring(settings.general.resolved_key_file()))
+    return Sealer(load_key(settings.general.resolved_key_file()))

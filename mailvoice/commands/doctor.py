@@ -1,0 +1,139 @@
+"""`mailvoice doctor`: check the interpreter, config, key, store, models and mail servers, and say what to fix."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailvoice.commands import err_console
+from mailvoice.config import Settings, is_loopback
+from mailvoice.errors import MailvoiceError
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _interpreter() -> Check:
+    from mailvoice.mail.headers import check_interpreter_email_security
+
+    problems = check_interpreter_email_security()
+    version = ".".join(map(str, sys.version_info[:3]))
+    if problems:
+        return Check("interpreter", False, f"Python {version}: " + "; ".join(problems))
+    return Check("interpreter", True, f"Python {version}, email security fixes present")
+
+
+def _key(settings: Settings) -> Check:
+    from mailvoice.crypto import load_key
+
+    ring = load_key(settings.general.resolved_key_file())
+    where = "MAILVOICE_KEY" if ring.source is None else f"{ring.source} (0600)"
+    return Check("key", True, f"{where}, {len(ring.keys)} key(s), active {ring.active}")
+
+
+def _store(settings: Settings) -> Check:
+    from mailvoice.commands import open_store
+
+    store = open_store(settings)
+    try:
+        n = len(store.list_messages(limit=1_000_000))
+    finally:
+        store.close()
+    return Check("store", True, f"{_redact(settings.general.resolved_store_url())}: {n} message(s)")
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
+def _models(settings: Settings) -> list[Check]:
+    from mailvoice.engines import load_asr, load_tts
+
+    out = []
+    asr = load_asr(settings.asr, settings.general)
+    out.append(Check("asr model", True, f"{settings.asr.engine} {settings.asr.model}: loads ({asr.name})"))
+    tts = load_tts(settings.tts, settings.general)
+    out.append(Check("tts voice", True, f"{settings.tts.engine} {settings.tts.voice}: loads, {tts.sample_rate} Hz"))
+    return out
+
+
+def _tcp_tls(name: str, host: str, port: int, tls: str, cafile: str | None, timeout: float) -> Check:
+    """Reach host:port, and for implicit TLS complete a verified handshake."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if tls == "implicit":
+                ctx = ssl.create_default_context(cafile=cafile)
+                with ctx.wrap_socket(sock, server_hostname=host) as tsock:
+                    return Check(name, True, f"{host}:{port} reachable, TLS {tsock.version()} verified")
+            return Check(name, True, f"{host}:{port} reachable ({tls}; certificate checked at login)")
+    except ssl.SSLError as exc:
+        return Check(name, False, f"{host}:{port}: TLS verification failed ({exc.reason}); set ca_file if the "
+                                  "server uses a private CA")
+    except OSError as exc:
+        return Check(name, False, f"{host}:{port} unreachable ({exc}); check host and port")
+
+
+def _servers(settings: Settings) -> list[Check]:
+    out = []
+    for a in settings.accounts:
+        port = a.port or (993 if a.tls == "implicit" else 143)
+        out.append(_tcp_tls(f"imap {a.name}", a.host, port, a.tls, str(a.ca_file) if a.ca_file else None, a.timeout))
+        if a.tls == "none" and not (a.allow_plaintext and is_loopback(a.host)):
+            out.append(Check(f"imap {a.name}", False, "tls = none needs allow_plaintext and a loopback host"))
+    s = settings.smtp
+    if s.host:
+        port = s.port or (465 if s.tls == "implicit" else 587)
+        out.append(_tcp_tls("smtp", s.host, port, s.tls, str(s.ca_file) if s.ca_file else None, s.timeout))
+    else:
+        out.append(Check("smtp", True, "no SMTP host: mail is delivered into the local folder"))
+    return out
+
+
+def _guard(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
+    try:
+        got = fn()
+    except MailvoiceError as exc:
+        return [Check(name, False, str(exc))]
+    except Exception as exc:  # a doctor reports, it does not crash
+        return [Check(name, False, f"{type(exc).__name__}: {exc}")]
+    return got if isinstance(got, list) else [got]
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mailvoice.commands import settings_from
+
+    checks = _guard("interpreter", _interpreter)
+    try:
+        settings = settings_from(args)
+        where = str(settings.source) if settings.source else "no file: built-in defaults"
+        checks.append(Check("config", True, where))
+    except MailvoiceError as exc:
+        checks.append(Check("config", False, str(exc)))
+        settings = None
+    if settings is not None:
+        checks += _guard("key", lambda: _key(settings))
+        checks += _guard("store", lambda: _store(settings))
+        checks += _guard("models", lambda: _models(settings))
+        checks += _guard("servers", lambda: _servers(settings))
+    table = Table(title="mailvoice doctor", show_lines=False)
+    table.add_column("check")
+    table.add_column("ok")
+    table.add_column("detail", overflow="fold")
+    for c in checks:
+        table.add_row(c.name, "[green]yes[/]" if c.ok else "[bold red]NO[/]", escape(c.detail))
+    err_console().print(table)
+    return 0 if all(c.ok for c in checks) else 1

@@ -1,0 +1,91 @@
+"""Turn a transcribed voicemail (or a plain text mail) into store records and the outgoing transcript mail."""
+
+from __future__ import annotations
+
+from email.policy import SMTP
+from email.utils import getaddresses, parseaddr
+from typing import TYPE_CHECKING
+
+from mailvoice.types import Attachment, Transcript
+
+if TYPE_CHECKING:
+    from mailvoice.config import Settings
+    from mailvoice.mail.mime import ParsedMail
+    from mailvoice.mail.voicemail import AudioPart
+    from mailvoice.pipeline import Context
+    from mailvoice.store.records import NewMessage, NewOutgoing
+
+
+def sender_address(settings: Settings, ctx: Context) -> str:
+    """The From of our mails: the configured SMTP sender, else the mailbox's own address."""
+    return settings.smtp.sender or f"mailvoice <{ctx.address}>"
+
+
+def _domain(address: str) -> str:
+    addr = parseaddr(address)[1]
+    return addr.rpartition("@")[2] or "mailvoice.invalid"
+
+
+def envelope_addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Bare addresses for the SMTP envelope, from 'Name <addr>' forms."""
+    return tuple(a for _, a in getaddresses(list(values)) if a)
+
+
+def compose_voicemail(
+    settings: Settings,
+    parsed: ParsedMail,
+    ctx: Context,
+    part: AudioPart,
+    transcript: Transcript,
+    *,
+    notes: tuple[str, ...],
+    source: str,
+) -> tuple[NewMessage, NewOutgoing | None]:
+    """The sealed voicemail record plus its transcript mail, threaded as a reply to the voicemail."""
+    from mailvoice.mail.callerid import caller_label, extract_caller
+    from mailvoice.mail.headers import make_message_id
+    from mailvoice.render import VoicemailMail, build_voicemail_mail
+    from mailvoice.store.records import Envelope, MessageContent, NewMessage, NewOutgoing
+
+    info = extract_caller(parsed)
+    caller = caller_label(info, parsed.from_name or parsed.from_addr)
+    if transcript.duration <= 0 and info.duration:
+        duration = info.duration
+    else:
+        duration = transcript.duration
+    content = MessageContent(
+        text=transcript.text, transcript=transcript, caller=caller, subject=parsed.subject,
+        sender=parsed.from_addr, recipients=ctx.recipients, source=source,
+        audio_filename=part.filename, audio_type=part.content_type,
+    )
+    message = NewMessage(kind="voicemail", account=ctx.account, content=content, duration=duration,
+                         language=transcript.language, audio=part.data)
+    sender = sender_address(settings, ctx)
+    message_id = make_message_id(_domain(sender))
+    mail = build_voicemail_mail(
+        VoicemailMail(
+            caller=caller, transcript=transcript, received=parsed.date_text or "unknown",
+            original_subject=parsed.subject, original_message_id=parsed.message_id_header,
+            original_references=parsed.references,
+            audio=Attachment(part.filename, part.content_type, part.data) if settings.delivery.attach_audio else None,
+            notes=notes,
+        ),
+        sender=sender, recipients=ctx.recipients, message_id=message_id,
+        uncertain_below=settings.delivery.mark_uncertain_below,
+        templates_dir=settings.delivery.templates_dir,
+    )
+    envelope = Envelope(sender=envelope_addresses((sender,))[0], recipients=envelope_addresses(ctx.recipients))
+    out = NewOutgoing(message_id_header=message_id, raw=mail.as_bytes(policy=SMTP), envelope=envelope,
+                      message_id=message.id)
+    return message, out
+
+
+def compose_text_record(parsed: ParsedMail, ctx: Context, source: str) -> NewMessage:
+    """A plain mail, kept sealed for the spoken inbox summary."""
+    from mailvoice.store.records import MessageContent, NewMessage
+
+    content = MessageContent(text=parsed.text, subject=parsed.subject,
+                             sender=f"{parsed.from_name} <{parsed.from_addr}>" if parsed.from_name
+                             else parsed.from_addr,
+                             recipients=ctx.recipients, source=source)
+    return NewMessage(kind="text", account=ctx.account, content=content)

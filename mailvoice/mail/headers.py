@@ -1,0 +1,176 @@
+"""Header safety: untrusted text that reaches mail headers or IMAP commands is flattened and checked here."""
+
+from __future__ import annotations
+
+import base64
+import email.errors
+import email.message
+import email.parser
+import email.policy
+import email.utils
+import binascii
+import codecs
+import hashlib
+import re
+import secrets
+import time
+import unicodedata
+
+from mailvoice.errors import ConfigError, MailError
+
+# Cc: controls (CR, LF, NUL, NEL...), Cf: format (bidi overrides, zero-width), Zl/Zp: line/paragraph separators,
+# Cs: lone surrogates left by surrogateescape decoding. All of them either break a header or hide text.
+_DROP_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+_ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([bBqQ])\?([^?\s]*)\?=")
+_SPACE_RUN = re.compile(r"\s+")
+_MAX_DECODE_ROUNDS = 3
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# RFC 3501 ATOM-CHAR: any CHAR except atom-specials ( ) { SP CTL % * " \ ]
+_IMAP_ATOM = re.compile(r'^[!#$&\'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]{1,200}$')
+_IMAP_MAX_LEN = 1000
+
+
+def decode_codec(data: bytes, charset: str | None) -> str:
+    """Decode bytes with a declared charset that may be unknown, wrong or hostile; never raises."""
+    name = (charset or "utf-8").strip().strip('"').lower() or "utf-8"
+    try:
+        info = codecs.lookup(name)
+        # codecs such as base64_codec or rot13 are transforms, not charsets.
+        if not getattr(info, "_is_text_encoding", True):
+            raise LookupError(name)
+        return data.decode(info.name, errors="replace")
+    except (LookupError, ValueError, TypeError, UnicodeError, MemoryError):
+        return data.decode("utf-8", errors="replace")
+
+
+def _decode_word(charset: str, encoding: str, text: str) -> str:
+    """Decode one encoded word's payload leniently."""
+    data = text.encode("ascii", "replace")
+    try:
+        if encoding in "bB":
+            data = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+            data = data[: len(data) - len(data) % 4 if len(data) % 4 == 1 else len(data)]
+            raw = base64.b64decode(data + b"=" * (-len(data) % 4))
+        else:
+            raw = binascii.a2b_qp(data.replace(b"_", b" "))
+    except (binascii.Error, ValueError):
+        return "\ufffd"
+    return decode_codec(raw, charset.split("*", 1)[0])
+
+
+def decode_rfc2047(value: str) -> str:
+    """Decode RFC 2047 encoded words leniently (unknown charsets, bad base64) with replacement characters."""
+    if "=?" not in value:
+        return value
+    out: list[str] = []
+    pos = 0
+    after_word = False
+    for match in _ENCODED_WORD.finditer(value):
+        between = value[pos : match.start()]
+        # Whitespace between two adjacent encoded words is not part of the text (RFC 2047 section 6.2).
+        if not (after_word and not between.strip()):
+            out.append(between)
+        out.append(_decode_word(match.group(1), match.group(2), match.group(3)))
+        pos = match.end()
+        after_word = True
+    out.append(value[pos:])
+    return "".join(out)
+
+
+def strip_controls(value: str) -> str:
+    """Replace control, format and separator characters with spaces (they break headers or hide text)."""
+    return "".join(" " if unicodedata.category(ch) in _DROP_CATEGORIES else ch for ch in value)
+
+
+def clean_header_text(value: str | None, max_len: int = 200) -> str:
+    """Flatten untrusted text for a header: decoded, no CR/LF/NUL or other controls, one line, length-capped."""
+    if not value:
+        return ""
+    text = unicodedata.normalize("NFC", str(value))
+    # Decode until stable: a once-decoded value may hold another encoded word, which the header
+    # registry would decode again when the value is set on a message.
+    for _ in range(_MAX_DECODE_ROUNDS):
+        if not _ENCODED_WORD.search(text):
+            break
+        text = strip_controls(decode_rfc2047(text))
+    text = strip_controls(text)
+    # Break any encoded word that is still there so it cannot be decoded later into a newline.
+    text = text.replace("=?", "= ?")
+    text = _SPACE_RUN.sub(" ", text).strip()
+    if max_len > 0 and len(text) > max_len:
+        text = text[: max(max_len - 1, 0)].rstrip() + "…"
+    return text
+
+
+def is_safe_for_imap(value: str, *, folder: bool = False) -> bool:
+    """True when an untrusted string may be sent inside an IMAP command (quoted) without injecting one."""
+    if not isinstance(value, str) or not value or len(value) > _IMAP_MAX_LEN:
+        return False
+    for ch in value:
+        code = ord(ch)
+        if code < 0x20 or code == 0x7F or ch in '"\\':
+            return False
+        # Folder names travel as modified UTF-7 (the IMAP client encodes them); anything else must be ASCII.
+        if code > 0x7E and (not folder or unicodedata.category(ch) in _DROP_CATEGORIES):
+            return False
+    return True
+
+
+def safe_imap_atom(value: str) -> str:
+    """Return value if it is a plain IMAP atom (keyword, flag); raise MailError naming it otherwise."""
+    if isinstance(value, str) and _IMAP_ATOM.match(value):
+        return value
+    raise MailError(f"refusing {value!r} in an IMAP command: only an IMAP atom (ASCII letters, digits and "
+                    "!#$&'+,-./:;<=>?@[^_`|}~, no spaces, quotes or controls) is allowed there")
+
+
+def make_message_id(domain: str, *, seed: str | bytes | None = None) -> str:
+    """A Message-ID under domain; the same seed gives the same id, so a resent message keeps its identity."""
+    if not isinstance(domain, str) or not _HOSTNAME.match(domain):
+        raise ConfigError(f"message id domain {domain!r} is not a host name: use letters, digits, '-' and '.'")
+    if seed is None:
+        token = f"{int(time.time())}.{secrets.token_hex(12)}"
+    else:
+        raw = seed.encode("utf-8", "surrogatepass") if isinstance(seed, str) else seed
+        token = hashlib.sha256(b"mailvoice-message-id\0" + raw).hexdigest()[:40]
+    return f"<mv.{token}@{domain.lower()}>"
+
+
+_PROBE_SUBJECT = "=?utf-8?q?probe=0D=0ABcc:_injected@example.invalid?="
+
+
+def _generator_refuses_newlines() -> bool:
+    """Flatten a header whose decoded value holds CRLF; safe if refused or written without a new header."""
+    msg = email.message.EmailMessage(policy=email.policy.default)
+    msg["To"] = "owner@example.invalid"
+    try:
+        msg["Subject"] = _PROBE_SUBJECT
+    except ValueError:
+        return True
+    try:
+        flat = msg.as_bytes()
+    except (email.errors.MessageError, ValueError):
+        return True
+    back = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(flat, headersonly=True)
+    return [k.lower() for k in back.keys()] == ["to", "subject"]
+
+
+def check_interpreter_email_security() -> list[str]:
+    """Probe the running interpreter's email module for known CVEs; the problems, for `mailvoice doctor`."""
+    problems: list[str] = []
+    if not getattr(email.utils, "supports_strict_parsing", False):
+        problems.append(
+            "email.utils has no strict address parsing (CVE-2023-27043): mailvoice falls back to its own "
+            "hardened address check; upgrade Python to a release with the fix (3.11.10+, 3.12.6+, 3.13+)")
+    try:
+        safe = _generator_refuses_newlines()
+    except Exception as exc:  # a probe must report, never stop start-up
+        problems.append(f"could not verify generated mail headers ({type(exc).__name__}): "
+                        "check the Python installation's email package")
+    else:
+        if not safe:
+            problems.append(
+                "the email generator writes header values containing newlines (CVE-2024-6923): mailvoice "
+                "cleans every header it writes with clean_header_text; upgrade Python (3.11.10+, 3.12.5+, 3.13+)")
+    return problems

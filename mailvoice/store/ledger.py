@@ -1,0 +1,101 @@
+"""The ledger of source items already handled (done or quarantined) and the per-folder poll cursor."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from mailvoice.errors import StoreError
+from mailvoice.store.db import Db, to_db_time
+from mailvoice.store.records import Cursor, LedgerState, SourceRef, utcnow
+from mailvoice.store.schema import cursors, ledger
+
+
+def known(conn: Connection, ref: SourceRef) -> bool:
+    """True if the ledger has this item, by its source identity or by Message-ID plus content."""
+    if ref.uid is not None:
+        same_place = and_(ledger.c.folder == ref.folder, ledger.c.uidvalidity == ref.uidvalidity,
+                          ledger.c.uid == ref.uid)
+    else:
+        same_place = and_(ledger.c.folder == ref.folder, ledger.c.source_key == ref.key)
+    same_content = and_(ledger.c.message_id_hash == ref.message_id_hash, ledger.c.content_hash == ref.content_hash)
+    query = select(ledger.c.id).where(ledger.c.account == ref.account, or_(same_place, same_content)).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def insert(conn: Connection, ref: SourceRef, state: LedgerState, *, message_id: str | None = None,
+           quarantine_id: str | None = None) -> None:
+    """Add the ledger row (inside the caller's transaction); the unique constraints catch a concurrent twin."""
+    conn.execute(ledger.insert().values(
+        account=ref.account, folder=ref.folder, uidvalidity=ref.uidvalidity, uid=ref.uid, source_key=ref.key,
+        message_id_hash=ref.message_id_hash, content_hash=ref.content_hash, state=state,
+        message_id=message_id, quarantine_id=quarantine_id, created_at=to_db_time(utcnow()),
+    ))
+
+
+class LedgerQueries:
+    """Store methods the poller asks before fetching or processing an item."""
+
+    _db: Db
+
+    def seen(self, account: str, folder: str, uidvalidity: int, uid: int) -> bool:
+        """True if this IMAP item (UIDVALIDITY + UID) was already done or quarantined."""
+        query = select(ledger.c.id).where(ledger.c.account == account, ledger.c.folder == folder,
+                                          ledger.c.uidvalidity == uidvalidity, ledger.c.uid == uid).limit(1)
+        with self._db.read() as conn:
+            return conn.execute(query).first() is not None
+
+    def seen_key(self, account: str, folder: str, key: str) -> bool:
+        """True if this Maildir item was already done or quarantined."""
+        query = select(ledger.c.id).where(ledger.c.account == account, ledger.c.folder == folder,
+                                          ledger.c.source_key == key).limit(1)
+        with self._db.read() as conn:
+            return conn.execute(query).first() is not None
+
+    def seen_content(self, account: str, message_id_hash: str, content_hash: str) -> bool:
+        """True if the same mail was handled under another UID (renumbered mailbox, new UIDVALIDITY, copy)."""
+        query = select(ledger.c.id).where(ledger.c.account == account,
+                                          ledger.c.message_id_hash == message_id_hash,
+                                          ledger.c.content_hash == content_hash).limit(1)
+        with self._db.read() as conn:
+            return conn.execute(query).first() is not None
+
+    def seen_ref(self, ref: SourceRef) -> bool:
+        """True if the item is known by either identity."""
+        with self._db.read() as conn:
+            return known(conn, ref)
+
+    def max_uid(self, account: str, folder: str, uidvalidity: int) -> int | None:
+        """The highest UID in the ledger for this folder and UIDVALIDITY, or None."""
+        query = select(func.max(ledger.c.uid)).where(ledger.c.account == account, ledger.c.folder == folder,
+                                                     ledger.c.uidvalidity == uidvalidity)
+        with self._db.read() as conn:
+            value = conn.execute(query).scalar()
+        return int(value) if value is not None else None
+
+    def get_cursor(self, account: str, folder: str) -> Cursor | None:
+        """The folder's poll cursor, or None before the first connection."""
+        query = select(cursors).where(cursors.c.account == account, cursors.c.folder == folder)
+        with self._db.read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return Cursor(account=row.account, folder=row.folder, uidvalidity=row.uidvalidity,
+                      last_uid=row.last_uid, baseline=row.baseline)
+
+    def save_cursor(self, cursor: Cursor) -> None:
+        """Insert or replace the folder's poll cursor."""
+        values = {"uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "baseline": cursor.baseline,
+                  "updated_at": to_db_time(utcnow())}
+        where = (cursors.c.account == cursor.account, cursors.c.folder == cursor.folder)
+        for _ in range(2):  # portable upsert: a concurrent insert between our UPDATE and INSERT gets one retry
+            try:
+                with self._db.write() as conn:
+                    if conn.execute(update(cursors).where(*where).values(**values)).rowcount:
+                        return
+                    conn.execute(cursors.insert().values(account=cursor.account, folder=cursor.folder, **values))
+                    return
+            except IntegrityError:
+                continue
+        raise StoreError(f"store {self._db.where}: cursor for {cursor.account}/{cursor.folder} kept conflicting")
+

@@ -1,0 +1,404 @@
+"""Real mail servers for the tests: a private Dovecot (IMAP, IMAPS, LMTP) and an in-process aiosmtpd.
+
+Both listen on 127.0.0.1 only, on ports chosen free at start. Dovecot runs as a child tied to the pytest
+process (PR_SET_PDEATHSIG plus atexit), from a fresh directory under the system temp dir (see
+/work/shared/guides/mailservers.md for why each setting is there).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import grp
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from mailvoice.config import AccountSettings, SmtpSettings
+
+APT_HINT = "install them with: apt-get install -y --no-install-recommends dovecot-imapd dovecot-lmtpd openssl"
+MAIL_USER = "dovecot"
+
+
+def require_programs(*names: str) -> None:
+    """Fail (never skip) with the apt command when a server binary is missing."""
+    missing = [n for n in names if shutil.which(n) is None and not Path("/usr/sbin", n).exists()]
+    if missing:
+        raise RuntimeError(f"the server tests need {', '.join(missing)}: {APT_HINT}")
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (bind to port 0, read it back)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed localhost/127.0.0.1 certificate that passes strict verification (Python 3.11-3.13)."""
+    require_programs("openssl")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "3650", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    key.chmod(0o600)
+    return cert, key
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: the kernel sends SIGTERM when pytest dies, even on SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def wait_for_greeting(host: str, port: int, expect: bytes, timeout: float = 10.0,
+                      tls: ssl.SSLContext | None = None) -> None:
+    """Block until the server says its greeting (an open port alone is not ready)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1.0) as raw:
+                sock = tls.wrap_socket(raw, server_hostname=host) if tls else raw
+                with sock:
+                    if sock.recv(200).startswith(expect):
+                        return
+        except OSError as exc:
+            last = exc
+        time.sleep(0.02)
+    raise RuntimeError(f"no {expect!r} greeting from {host}:{port} within {timeout} s ({last})")
+
+
+_CONF = """\
+instance_name = mailvoice-test-{tag}
+base_dir = {dir}/run
+state_dir = {dir}/state
+listen = 127.0.0.1
+protocols = imap lmtp
+log_path = {dir}/dovecot.log
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mail_max_userip_connections = 100
+default_internal_user = root
+default_internal_group = root
+default_login_user = dovenull
+mail_uid = {uid}
+mail_gid = {gid}
+first_valid_uid = {uid}
+first_valid_gid = {gid}
+mail_location = maildir:{dir}/mail/%n/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {dir}/users
+}}
+userdb {{
+  driver = static
+  args = home={dir}/mail/%n
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+"""
+
+
+class DovecotServer:
+    """A private Dovecot on 127.0.0.1 with IMAP (STARTTLS), IMAPS and LMTP; one per test session."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        require_programs("dovecot", "doveadm")
+        self.cert, self.key = cert, key
+        # Under the system temp dir with 0755: the mail user cannot enter pytest's 0700 tmp_path.
+        self.dir = Path(tempfile.gettempdir()) / f"mailvoice-dovecot-{os.getpid()}-{secrets.token_hex(4)}"
+        self.dir.mkdir(mode=0o755)
+        self.dir.chmod(0o755)
+        self.conf = self.dir / "dovecot.conf"
+        self.users_file = self.dir / "users"
+        self.users_file.write_text("")
+        self.mail_root = self.dir / "mail"
+        self.mail_root.mkdir(mode=0o755)
+        pw = pwd.getpwnam(MAIL_USER)
+        self.uid, self.gid = pw.pw_uid, grp.getgrgid(pw.pw_gid).gr_gid
+        os.chown(self.mail_root, self.uid, self.gid)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.imap_port = self.imaps_port = self.lmtp_port = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start with a fresh base_dir (a stale anvil socket makes logins hang) and wait for the greeting."""
+        run = self.dir / "run"
+        shutil.rmtree(run, ignore_errors=True)
+        self.imap_port, self.imaps_port, self.lmtp_port = free_port(), free_port(), free_port()
+        self.conf.write_text(_CONF.format(
+            tag=secrets.token_hex(3), dir=self.dir, cert=self.cert, key=self.key, uid=self.uid, gid=self.gid,
+            imap=self.imap_port, imaps=self.imaps_port, lmtp=self.lmtp_port,
+        ))
+        self.proc = subprocess.Popen(
+            ["dovecot", "-F", "-c", str(self.conf)], preexec_fn=_die_with_parent,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        atexit.register(self.stop)
+        try:
+            wait_for_greeting(self.host, self.imap_port, b"* OK")
+        except RuntimeError as exc:
+            log = (self.dir / "dovecot.log").read_text(errors="replace")[-2000:] if (
+                self.dir / "dovecot.log").exists() else ""
+            self.stop()
+            raise RuntimeError(f"{exc}\ndovecot.log tail:\n{log}") from exc
+
+    def stop(self) -> None:
+        """SIGTERM and reap; Dovecot's children exit when the master goes."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+    def restart(self) -> None:
+        """Stop and start again (new ports); every open client connection is dropped."""
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def add_user(self, name: str, password: str) -> None:
+        with self._lock, self.users_file.open("a") as fh:
+            fh.write(f"{name}:{{PLAIN}}{password}::::::\n")
+
+    def doveadm(self, *args: str) -> str:
+        """Run doveadm against this instance; raises with its stderr on failure."""
+        res = subprocess.run(["doveadm", "-c", str(self.conf), *args], capture_output=True, text=True,
+                             timeout=30, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"doveadm {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
+        return res.stdout
+
+    def maildir(self, user: str, folder: str = "INBOX") -> Path:
+        base = self.mail_root / user / "Maildir"
+        return base if folder == "INBOX" else base / f".{folder}"
+
+
+@dataclass
+class MailUser:
+    """A fresh mailbox on the session's Dovecot: one per test."""
+
+    server: DovecotServer
+    user: str
+    password: str
+    password_env: str
+    cafile: Path
+    host: str = "127.0.0.1"
+
+    @property
+    def imap_port(self) -> int:
+        return self.server.imap_port
+
+    @property
+    def imaps_port(self) -> int:
+        return self.server.imaps_port
+
+    @property
+    def lmtp_port(self) -> int:
+        return self.server.lmtp_port
+
+    def client(self) -> Any:
+        """A separate, logged-in IMAPClient over IMAPS (the test's "other mail client")."""
+        from imapclient import IMAPClient
+
+        ctx = ssl.create_default_context(cafile=str(self.cafile))
+        client = IMAPClient(self.host, self.imaps_port, ssl=True, ssl_context=ctx, timeout=10)
+        client.login(self.user, self.password)
+        return client
+
+    def append(self, raw: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = ()) -> int:
+        """IMAP APPEND from another connection; returns the new UID (UIDPLUS)."""
+        client = self.client()
+        try:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            resp = client.append(folder, raw, flags=flags)
+        finally:
+            client.logout()
+        # b'[APPENDUID <validity> <uid>] Append completed.'
+        parts = resp.split(b"]")[0].split()
+        return int(parts[2])
+
+    def doveadm(self, command: str, *args: str) -> str:
+        """`doveadm <command> -u <this user> <args>`, e.g. doveadm("mailbox update", "--uid-validity", "7", "INBOX")."""
+        return self.server.doveadm(*command.split(), "-u", self.user, *args)
+
+    def sessions(self) -> int:
+        """Live IMAP sessions of this user (doveadm who)."""
+        out = self.server.doveadm("who", "-1", self.user)
+        return sum(1 for line in out.splitlines()[1:] if line.split() and line.split()[0] == self.user
+                   and "imap" in line)
+
+    def uidlist_path(self, folder: str = "INBOX") -> Path:
+        return self.server.maildir(self.user, folder) / "dovecot-uidlist"
+
+    def account(self, **overrides: Any) -> AccountSettings:
+        """AccountSettings for this user over IMAPS with the test CA; override any field."""
+        base = AccountSettings(
+            name=f"acct-{self.user}", host=self.host, username=self.user, port=self.imaps_port,
+            password_env=self.password_env, tls="implicit", ca_file=self.cafile,
+            idle=True, poll_interval=1.0, timeout=10.0,
+        )
+        if overrides.get("tls") in ("starttls", "none") and "port" not in overrides:
+            overrides["port"] = self.imap_port
+        return replace(base, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------- SMTP
+
+SMTP_USER = "mailvoice"
+SMTP_PASSWORD = "smtp-test-password"  # noqa: S105 - a fixed credential of the in-process test server
+
+SmtpMode = Literal["accept", "tempfail", "permfail", "drop"]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message the test SMTP server accepted."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    authenticated: bool
+    tls: bool
+
+
+@dataclass
+class SmtpHandler:
+    """aiosmtpd handler: stores what it accepts, or fails on purpose per `mode`."""
+
+    mode: SmtpMode = "accept"
+    refuse: set[str] = field(default_factory=set)
+    """Recipients answered 550 at RCPT (for partial refusals)."""
+    messages: list[Received] = field(default_factory=list)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+                          rcpt_options: list[str]) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.mode == "tempfail":
+            return "451 4.3.0 try again later"
+        if self.mode == "permfail":
+            return "554 5.7.1 rejected by policy"
+        if self.mode == "drop":
+            session.transport.abort()
+            return "421 4.3.0 closing"  # never reaches the client: the transport is gone
+        self.messages.append(Received(
+            sender=envelope.mail_from, recipients=tuple(envelope.rcpt_tos), raw=bytes(envelope.original_content),
+            authenticated=bool(session.authenticated), tls=session.ssl is not None,
+        ))
+        return "250 2.0.0 queued"
+
+
+def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == SMTP_USER.encode()
+          and auth_data.password == SMTP_PASSWORD.encode())
+    return AuthResult(success=ok)
+
+
+class SmtpServer:
+    """aiosmtpd on 127.0.0.1: STARTTLS + AUTH required (or plain, no STARTTLS); can stop and restart on its port."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, cert: Path, key: Path, *, tls: bool = True) -> None:
+        self.cert, self.key, self.tls = cert, key, tls
+        self.handler = SmtpHandler()
+        self.port = free_port()
+        self._controller: Any = None
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        kwargs: dict[str, Any] = {}
+        if self.tls:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(self.cert, self.key)
+            kwargs = {"tls_context": ctx, "require_starttls": True, "authenticator": _authenticator,
+                      "auth_require_tls": True, "auth_required": True}
+        self._controller = Controller(self.handler, hostname=self.host, port=self.port,
+                                      server_hostname="localhost", ready_timeout=10, **kwargs)
+        self._controller.start()
+
+    def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def settings(self, **overrides: Any) -> SmtpSettings:
+        """SmtpSettings for this server (STARTTLS with the test CA and the fixed credentials)."""
+        base = SmtpSettings(host=self.host, port=self.port, tls="starttls", ca_file=self.cert,
+                            username=SMTP_USER if self.tls else "", password_env="MAILVOICE_TEST_SMTP_PASSWORD",
+                            sender="bot@example.org", timeout=5.0)
+        return replace(base, **overrides)
+
+
+@contextlib.contextmanager
+def running(server: SmtpServer) -> Iterator[SmtpServer]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
