@@ -5,14 +5,14 @@ Key file (``keys.json``, mode 0600, made by ``mailvoice init``)::
     {"version": 1, "active": "<key id>", "keys": {"<key id>": "<base64 of 32 bytes>", ...}}
 
 For containers the key may come from the environment instead: ``MAILVOICE_KEY`` holds one base64 32-byte key
-(or several, comma-separated, the first active); its key id is derived from a hash of the key. The CLI calls
-:func:`scrub_environment` at start-up, which moves the value out of ``os.environ`` so that no child process
-(ffmpeg, a mail hook, ...) inherits it. The kernel's copy in ``/proc/<pid>/environ`` cannot be scrubbed and stays
-readable by the same user and root: prefer the key file where you can.
+(or several, comma-separated, the first active); its key id is derived from a hash of the key. The CLI
+calls :func:`scrub_environment` at start-up, which moves the value out of ``os.environ`` so that no child
+process (ffmpeg, a mail hook, ...) inherits it. The kernel's copy in ``/proc/<pid>/environ`` cannot be
+scrubbed and stays readable by the same user and root: prefer the key file where you can.
 
-Sealed blob: ``0x01 | len(key id) | key id | 96-bit nonce | ciphertext+tag``. The associated data is the blob header
-plus the caller's record identity (see :func:`record_aad`), so a ciphertext moved to another row or field, a flipped
-bit, or a key id that is not in the keyring all raise UnsealError: never wrong text.
+Sealed blob: ``0x01 | len(key id) | key id | 96-bit nonce | ciphertext+tag``. The associated data is the blob
+header plus the caller's record identity (see :func:`record_aad`), so a ciphertext moved to another row or
+field, a flipped bit, or a key id that is not in the keyring all raise UnsealError: never wrong text.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def create_keyring(path: Path) -> Keyring:
 
 
 def _write_atomic(path: Path, ring: Keyring) -> None:
-    """Temp file 0600 beside the target, fsync, rename over it, fsync the directory: old or new, never half."""
+    """Temp file 0600 beside the target, fsync, rename, fsync the directory: old or new file, never half."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

@@ -1,7 +1,7 @@
-"""Resolve model names to files on disk: a configured path, then an installed model package, then (if allowed) a hub.
+"""Resolve model names to files: a configured path, then an installed model package, then (if allowed) a hub.
 
-The manifest (``mailvoice/data/manifest.toml``, also ``models/manifest.toml``) says what each name means; this module
-never downloads anything itself and never writes outside ``<data_dir>/models``.
+The manifest (``mailvoice/data/manifest.toml``, also ``models/manifest.toml``) says what each name means; this
+module never downloads anything itself and never writes outside ``<data_dir>/models``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["asr", "tts"]
 WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
-"""A CTranslate2 Whisper directory needs these; without tokenizer.json faster-whisper would fetch one online."""
+"""A CTranslate2 Whisper directory needs these (without tokenizer.json faster-whisper fetches one online)."""
 _CHUNK = 8 * 1024 * 1024
 
 
@@ -53,7 +53,7 @@ class ManifestEntry:
 
 @dataclass(frozen=True, slots=True)
 class WhisperModelRef:
-    """Where a Whisper model comes from: a local directory, or a hub name (only when downloads are allowed)."""
+    """Where a Whisper model comes from: a local directory, or a hub name (only if downloads are allowed)."""
 
     name: str
     source: Literal["path", "package", "hub"]
@@ -88,14 +88,16 @@ class ModelInfo:
 @cache
 def load_manifest() -> tuple[ManifestEntry, ...]:
     """Parse the manifest shipped inside the package (read once per process)."""
-    raw = tomllib.loads(importlib.resources.files("mailvoice").joinpath("data/manifest.toml").read_text("utf-8"))
+    text = importlib.resources.files("mailvoice").joinpath("data/manifest.toml").read_text("utf-8")
+    raw = tomllib.loads(text)
     entries: list[ManifestEntry] = []
     for kind in ("asr", "tts"):
         for name, table in raw.get(kind, {}).items():
             entries.append(ManifestEntry(
                 name=name, kind=kind, engine=table["engine"], description=table.get("description", ""),
                 packages=tuple(table.get("packages", ())), locate=table.get("locate", ""),
-                config=table.get("config", ""), parts=tuple(table.get("parts", ())), files=table.get("files", ""),
+                config=table.get("config", ""), parts=tuple(table.get("parts", ())),
+                files=table.get("files", ""),
                 hub=table.get("hub", ""), language=table.get("language", ""),
             ))
     return tuple(entries)
@@ -145,7 +147,7 @@ def _install_hint(entry: ManifestEntry) -> str:
 
 
 def assemble_parts(parts: Sequence[Path], files_dir: Path | None, dest: Path) -> Path:
-    """Concatenate split model.bin parts (plus their sibling files) into ``dest``; reused while sizes match."""
+    """Concatenate split model.bin parts (plus sibling files) into ``dest``; reused while sizes match."""
     expected = sum(p.stat().st_size for p in parts)
     target = dest / "model.bin"
     if target.is_file() and target.stat().st_size == expected and all(
@@ -176,14 +178,14 @@ def _check_whisper_dir(path: Path, name: str) -> Path:
     missing = [f for f in WHISPER_FILES if not (path / f).is_file()]
     if missing:
         raise ModelNotFoundError(
-            f"ASR model directory {path} (setting asr.model = {name!r}) lacks {', '.join(missing)}: point asr.model "
-            "at a CTranslate2 Whisper directory holding model.bin, config.json and tokenizer.json"
+            f"ASR model directory {path} (setting asr.model = {name!r}) lacks {', '.join(missing)}: point "
+            "asr.model at a CTranslate2 Whisper directory holding model.bin, config.json and tokenizer.json"
         )
     return path
 
 
 def resolve_whisper(name: str, general: GeneralSettings) -> WhisperModelRef:
-    """A configured directory, an installed package, or (only if allowed) a hub name; else ModelNotFoundError."""
+    """A configured directory, an installed package, or (only if allowed) a hub name; else an error."""
     entry = manifest_entry("asr", name)
     language = entry.language if entry else ("en" if name.endswith(".en") else "")
     if _looks_like_path(name) or (entry is None and Path(name).expanduser().is_dir()):
@@ -220,8 +222,9 @@ def resolve_piper(name: str) -> PiperVoiceFiles:
         config = model.with_name(model.name + ".json")
         if not model.is_file() or not config.is_file():
             raise ModelNotFoundError(
-                f"Piper voice {name!r} (setting tts.voice) not found: give a known voice name ({_known('tts')}) "
-                f"or the path of an .onnx voice with its .onnx.json beside it (looked for {model} and {config})"
+                f"Piper voice {name!r} (setting tts.voice) not found: give a known voice name "
+                f"({_known('tts')}) or the path of an .onnx voice with its .onnx.json beside it "
+                f"(looked for {model} and {config})"
             )
         return PiperVoiceFiles(name, model, config)
     if not is_installed(entry):

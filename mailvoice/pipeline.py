@@ -104,7 +104,9 @@ class Pipeline:
 
     def _stage_seen(self, w: _Work) -> None:
         r = w.item.ref
-        if self._store.seen(r.account, r.folder, r.uidvalidity, r.uid, r.key):
+        known = (self._store.seen(r.account, r.folder, r.uidvalidity, r.uid) if r.uid is not None
+                 else self._store.seen_key(r.account, r.folder, r.key or ""))
+        if known:
             raise _Done(Result("duplicate", "already in the ledger"))
         if w.item.too_large:
             raise Quarantine(f"message is {w.item.size} bytes, over the size limit")
@@ -134,8 +136,7 @@ class Pipeline:
         w.mid_hash = message_id_hash(w.parsed.message_id, w.item.raw)
         w.content_hash = content_hash([p.data for p in w.parts], w.item.raw)
         if self._store.seen_content(w.ctx.account, w.mid_hash, w.content_hash):
-            # Same mail under another UID (renumbered, UIDVALIDITY changed, copied): record the new ref, no re-send.
-            self._store.record_alias(self._ref(w))
+            # Same mail under another UID (renumbered, UIDVALIDITY changed): nothing is sent twice.
             raise _Done(Result("duplicate", "same Message-ID and content already processed"))
 
     def _stage_transcribe(self, w: _Work) -> None:

@@ -1,4 +1,4 @@
-"""Split text into paragraphs and sentences so TTS can speak the first sentence before the rest is synthesized."""
+"""Split text into paragraphs and sentences, so TTS speaks the first sentence before the rest is rendered."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ _SPACES = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"""(?<=[.!?…])(["'”’)\]]*)\s+""")
 _CLAUSE_END = re.compile(r"(?<=[;:,])\s+")
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st vs etc inc ltd co corp dept approx no fig e.g i.e a.m p.m u.s".split()
+    ["mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "inc", "ltd", "co", "corp", "dept",
+     "approx", "no", "fig", "e.g", "i.e", "a.m", "p.m", "u.s"]
 )
 
 
@@ -26,6 +27,14 @@ class Sentence:
     text: str
     ends_paragraph: bool
     """True after the last sentence of a paragraph (a longer pause follows)."""
+    last: bool = False
+    """True for the last sentence of the text (no pause follows)."""
+
+    def pause(self, sentence_pause: float, paragraph_pause: float) -> float:
+        """Seconds of silence after this sentence."""
+        if self.last:
+            return 0.0
+        return paragraph_pause if self.ends_paragraph else sentence_pause
 
 
 def split_paragraphs(text: str) -> list[str]:
@@ -35,7 +44,7 @@ def split_paragraphs(text: str) -> list[str]:
 
 
 def _is_abbreviation(fragment: str) -> bool:
-    """True when the fragment ends with an abbreviation or an initial, so its period does not end a sentence."""
+    """True when the fragment ends with an abbreviation or an initial: its period ends no sentence."""
     last = fragment.rsplit(" ", 1)[-1].rstrip(".").lower()
     if not fragment.endswith("."):
         return False
@@ -43,7 +52,7 @@ def _is_abbreviation(fragment: str) -> bool:
 
 
 def _cut_long(sentence: str, limit: int) -> list[str]:
-    """Cut an over-long sentence at clause punctuation, then at spaces, into pieces of at most ``limit`` chars."""
+    """Cut an over-long sentence at clause punctuation, then at spaces, into pieces of ``limit`` chars."""
     if len(sentence) <= limit:
         return [sentence]
     pieces: list[str] = []
@@ -68,7 +77,7 @@ def _cut_long(sentence: str, limit: int) -> list[str]:
 
 
 def split_sentences(paragraph: str, *, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
-    """The sentences of one paragraph, keeping abbreviations ("Dr.", "e.g.") and initials inside a sentence."""
+    """The sentences of one paragraph; abbreviations ("Dr.", "e.g.") and initials stay inside."""
     text = _SPACES.sub(" ", paragraph).strip()
     if not text:
         return []
@@ -93,8 +102,10 @@ def split_sentences(paragraph: str, *, max_chars: int = MAX_SENTENCE_CHARS) -> l
 
 
 def iter_sentences(text: str, *, max_chars: int = MAX_SENTENCE_CHARS) -> Iterator[Sentence]:
-    """Sentences of the whole text in order, lazily, marking paragraph ends."""
-    for paragraph in split_paragraphs(text):
+    """Sentences of the whole text in order, marking paragraph ends and the last sentence."""
+    paragraphs = split_paragraphs(text)
+    for p_index, paragraph in enumerate(paragraphs):
         sentences = split_sentences(paragraph, max_chars=max_chars)
         for index, sentence in enumerate(sentences):
-            yield Sentence(sentence, ends_paragraph=index == len(sentences) - 1)
+            ends = index == len(sentences) - 1
+            yield Sentence(sentence, ends_paragraph=ends, last=ends and p_index == len(paragraphs) - 1)

@@ -1,4 +1,4 @@
-"""The engine protocols: plain synchronous classes, so any engine runs the same way inside a ModelWorker thread."""
+"""The engine protocols: plain synchronous classes, so every engine runs the same way in a ModelWorker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Piper TTS engine (the default): one ONNX call per sentence so the first sentence can play while the rest renders."""
+"""Piper TTS (the default engine): one ONNX call per sentence, so the first plays while the rest renders."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ class PiperEngine:
             config = PiperConfig.from_dict(json.loads(files.config.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError) as exc:
             raise ModelNotFoundError(
-                f"Piper voice config {files.config} (setting tts.voice = {settings.voice!r}) is unreadable: {exc}"
+                f"Piper voice config {files.config} (setting tts.voice = {settings.voice!r}) "
+                f"is unreadable: {exc}"
             ) from exc
         self.threads = settings.threads or os.cpu_count() or 1
         # PiperVoice.load builds its session with default options (all cores): build it ourselves instead.
@@ -55,24 +56,21 @@ class PiperEngine:
         self.settings = settings
         self._syn_config = SynthesisConfig(length_scale=config.length_scale * settings.length_scale)
         self._np = np
-        log.info("loaded Piper voice %s (%d Hz) with %d threads", settings.voice, self.sample_rate, self.threads)
+        log.info("loaded Piper voice %s (%d Hz) with %d threads",
+                 settings.voice, self.sample_rate, self.threads)
 
     def synthesize(self, text: str) -> Iterator[SpeechChunk]:
         """One chunk per sentence, computed only when the consumer asks for it."""
         np = self._np
-        sentences = list(iter_sentences(text))  # splitting is cheap; synthesis below is what stays lazy
-        for index, sentence in enumerate(sentences):
+        for sentence in iter_sentences(text):
             try:
                 pieces = [c.audio_float_array for c in self.voice.synthesize(sentence.text, self._syn_config)]
             except (RuntimeError, ValueError) as exc:
-                raise SynthesisError(f"Piper failed on a sentence of {len(sentence.text)} chars: {exc}") from exc
+                raise SynthesisError(
+                    f"Piper failed on a sentence of {len(sentence.text)} chars: {exc}"
+                ) from exc
             if not pieces:
                 continue  # nothing pronounceable ("...", emoji)
             samples = np.concatenate(pieces).astype(np.float32, copy=False)
-            if index == len(sentences) - 1:
-                pause = 0.0
-            elif sentence.ends_paragraph:
-                pause = self.settings.paragraph_pause
-            else:
-                pause = self.settings.sentence_pause
+            pause = sentence.pause(self.settings.sentence_pause, self.settings.paragraph_pause)
             yield SpeechChunk(sentence.text, AudioClip(samples, self.sample_rate, "piper"), pause)

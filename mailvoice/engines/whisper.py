@@ -1,4 +1,4 @@
-"""faster-whisper ASR engine that never invents words: silence, clicks, beeps and noise give an empty transcript."""
+"""faster-whisper ASR that never invents words: silence, clicks, beeps and noise give an empty transcript."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 
 HALLUCINATIONS = frozenset({
     "you", "thank you", "thanks", "thank you very much", "thank you so much", "thanks for watching",
-    "thank you for watching", "thanks for listening", "thank you for listening", "bye", "bye bye", "okay", "so",
+    "thank you for watching", "thanks for listening", "thank you for listening", "bye", "bye bye", "okay",
+    "so",
     "please subscribe", "subscribe", "like and subscribe", "music", "applause", "silence", "the end",
     "subtitles by the amaraorg community", "transcription by castingwords",
 })
-"""Whisper's stock phrases for non-speech; dropped only when they are the whole text AND their scores are weak."""
+"""Whisper's stock phrases for non-speech: dropped only when they are the whole text AND score weakly."""
 _WEAK_LOGPROB = -0.9
 _WEAK_NO_SPEECH = 0.35
 _WEAK_WORD_PROB = 0.2
@@ -103,7 +104,7 @@ class WhisperEngine:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         spans = get_speech_timestamps(clip.samples, VadOptions(), sampling_rate=ASR_SAMPLE_RATE)
-        return sum(s["end"] - s["start"] for s in spans) / ASR_SAMPLE_RATE
+        return float(sum(s["end"] - s["start"] for s in spans)) / ASR_SAMPLE_RATE
 
     def transcribe(self, clip: AudioClip) -> Transcript:
         """Decode the whole clip; the segment generator is consumed here, in the caller's (worker) thread."""
@@ -134,7 +135,9 @@ class WhisperEngine:
 
     @staticmethod
     def _segment(raw: Any) -> Segment:
-        words = tuple(Word(float(w.start), float(w.end), str(w.word), float(w.probability)) for w in raw.words or ())
+        words = tuple(
+            Word(float(w.start), float(w.end), str(w.word), float(w.probability)) for w in raw.words or ()
+        )
         return Segment(float(raw.start), float(raw.end), str(raw.text).strip(), float(raw.avg_logprob),
                        float(raw.no_speech_prob), words)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import codecs
 import email.errors
 import email.message
 import email.parser
 import email.policy
 import email.utils
-import binascii
-import codecs
 import hashlib
 import re
 import secrets
@@ -18,8 +18,8 @@ import unicodedata
 
 from mailvoice.errors import ConfigError, MailError
 
-# Cc: controls (CR, LF, NUL, NEL...), Cf: format (bidi overrides, zero-width), Zl/Zp: line/paragraph separators,
-# Cs: lone surrogates left by surrogateescape decoding. All of them either break a header or hide text.
+# Cc: controls (CR, LF, NUL, NEL...), Cf: format (bidi overrides, zero-width), Zl/Zp: line and paragraph
+# separators, Cs: lone surrogates from surrogateescape decoding. All of them break a header or hide text.
 _DROP_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([bBqQ])\?([^?\s]*)\?=")
 _SPACE_RUN = re.compile(r"\s+")
@@ -84,7 +84,7 @@ def strip_controls(value: str) -> str:
 
 
 def clean_header_text(value: str | None, max_len: int = 200) -> str:
-    """Flatten untrusted text for a header: decoded, no CR/LF/NUL or other controls, one line, length-capped."""
+    """Flatten untrusted text for a header: decoded, no CR/LF/NUL or other controls, one capped line."""
     if not value:
         return ""
     text = unicodedata.normalize("NFC", str(value))
@@ -128,7 +128,8 @@ def safe_imap_atom(value: str) -> str:
 def make_message_id(domain: str, *, seed: str | bytes | None = None) -> str:
     """A Message-ID under domain; the same seed gives the same id, so a resent message keeps its identity."""
     if not isinstance(domain, str) or not _HOSTNAME.match(domain):
-        raise ConfigError(f"message id domain {domain!r} is not a host name: use letters, digits, '-' and '.'")
+        raise ConfigError(f"message id domain {domain!r} is not a host name: "
+                          "use letters, digits, '-' and '.'")
     if seed is None:
         token = f"{int(time.time())}.{secrets.token_hex(12)}"
     else:
@@ -153,7 +154,7 @@ def _generator_refuses_newlines() -> bool:
     except (email.errors.MessageError, ValueError):
         return True
     back = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(flat, headersonly=True)
-    return [k.lower() for k in back.keys()] == ["to", "subject"]
+    return [k.lower() for k in back] == ["to", "subject"]
 
 
 def check_interpreter_email_security() -> list[str]:
@@ -172,5 +173,90 @@ def check_interpreter_email_security() -> list[str]:
         if not safe:
             problems.append(
                 "the email generator writes header values containing newlines (CVE-2024-6923): mailvoice "
-                "cleans every header it writes with clean_header_text; upgrade Python (3.11.10+, 3.12.5+, 3.13+)")
+                "cleans every header it writes with clean_header_text; "
+                "upgrade Python (3.11.10+, 3.12.5+, 3.13+)")
     return problems
+
+
+_ADDR_SPEC = re.compile(r'^[^\s@<>()\[\]\\,;:"]{1,64}@[^\s@<>()\[\]\\,;:"]{1,255}$')
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _scan_structure(value: str) -> int | None:
+    """Count top-level address items; None when quotes, comments or angle brackets are unbalanced."""
+    quoted = False
+    comment = 0
+    angle = 0
+    escaped = False
+    items = 0
+    current = False
+    for ch in value:
+        if escaped:
+            escaped = False
+            current = True
+            continue
+        if ch == "\\" and (quoted or comment):
+            escaped = True
+        elif ch == '"' and not comment:
+            quoted = not quoted
+        elif quoted:
+            pass
+        elif ch == "(":
+            comment += 1
+        elif ch == ")":
+            comment -= 1
+            if comment < 0:
+                return None
+        elif comment:
+            pass
+        elif ch == "<":
+            angle += 1
+            if angle > 1:
+                return None
+        elif ch == ">":
+            angle -= 1
+            if angle < 0:
+                return None
+        elif ch == "," and not angle:
+            items += current
+            current = False
+            continue
+        if not ch.isspace():
+            current = True
+    if quoted or comment or angle or escaped:
+        return None
+    return items + current
+
+
+def _hardened_getaddresses(values: list[str]) -> list[tuple[str, str]]:
+    """getaddresses for interpreters without strict mode: a field whose parse is ambiguous yields nothing."""
+    out: list[tuple[str, str]] = []
+    for value in values:
+        expected = _scan_structure(value)
+        if expected is None:
+            continue
+        pairs = [(n, a) for n, a in email.utils.getaddresses([value]) if n or a]
+        if len(pairs) != expected or any(a.count("@") != 1 or "[" in a for _, a in pairs):
+            continue
+        out.extend(pairs)
+    return out
+
+
+def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
+    """(display name, address) pairs from raw header values, refusing ambiguous input (CVE-2023-27043)."""
+    fields: list[str] = []
+    for value in values:
+        # 8-bit header bytes arrive as surrogate escapes; folded lines are joined first.
+        text = _FOLD.sub("", value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        if any(ord(ch) < 0x20 and ch != "\t" for ch in text):
+            continue
+        fields.append(text)
+    if getattr(email.utils, "supports_strict_parsing", False):
+        pairs = email.utils.getaddresses(fields, strict=True)
+    else:
+        pairs = _hardened_getaddresses(fields)
+    result: list[tuple[str, str]] = []
+    for name, addr in pairs:
+        if _ADDR_SPEC.match(addr):
+            result.append((clean_header_text(name, 120), addr))
+    return result

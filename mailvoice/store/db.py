@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 30.0
 
-# WAL: readers do not block the writer. synchronous=FULL: a commit is on disk before it returns (we acknowledge
-# mail at the IMAP server only after it). secure_delete: freed pages are zeroed. temp_store=MEMORY: sorts and
-# temporary tables never reach $TMPDIR.
+# WAL: readers do not block the writer. synchronous=FULL: a commit is on disk before it returns (we
+# acknowledge mail at the IMAP server only after it). secure_delete: freed pages are zeroed.
+# temp_store=MEMORY: sorts and temporary tables never reach $TMPDIR.
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
@@ -48,7 +48,7 @@ def from_db_time(value: datetime) -> datetime:
 
 
 def _private_sqlite_file(path: Path) -> None:
-    """Create the DB file 0600 (its -wal and -shm inherit the mode) in a 0700 directory if we create that too."""
+    """Create the DB file 0600 (its -wal and -shm inherit the mode); a directory we create is 0700."""
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
         os.chmod(path.parent, 0o700)
@@ -68,9 +68,10 @@ def make_engine(url: str) -> Engine:
     """An engine for url; for SQLite, the file made private and every connection set up for durability."""
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
-    if is_sqlite and parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+    database = parsed.database or ""
+    if is_sqlite and database and database != ":memory:" and not database.startswith("file:"):
         try:
-            _private_sqlite_file(Path(parsed.database))
+            _private_sqlite_file(Path(database))
         except OSError as exc:
             raise StoreError(f"store database {parsed.database} cannot be created ({exc.strerror}); "
                              "check general.data_dir / general.store_url") from exc
@@ -91,8 +92,7 @@ def _setup_sqlite(engine: Engine) -> None:
                 cur.execute(pragma)
             mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
-                log.warning("store: SQLite refused WAL mode (journal_mode=%s); is it on a network filesystem?",
-                            mode)
+                log.warning("store: SQLite refused WAL mode (journal_mode=%s); network filesystem?", mode)
         finally:
             cur.close()
 
@@ -127,8 +127,8 @@ class Db:
         except IntegrityError:
             raise
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {self.where}: write failed: {exc.orig if hasattr(exc, 'orig') else exc}; "
-                             "nothing was recorded") from exc
+            cause = getattr(exc, "orig", None) or exc
+            raise StoreError(f"store {self.where}: write failed ({cause}); nothing was recorded") from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -138,3 +138,22 @@ class Db:
                 yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"store {self.where}: read failed: {exc}") from exc
+
+
+_HEX = frozenset("0123456789abcdef")
+MIN_PREFIX = 6
+
+
+def resolve_id(conn: Connection, table: Table, ident: str, what: str, where: str) -> str:
+    """A row id from a full id or a unique prefix of at least MIN_PREFIX hex digits (what the CLI shows)."""
+    ident = ident.strip().lower()
+    if len(ident) < MIN_PREFIX or not set(ident) <= _HEX:
+        raise StoreError(f"{what} id {ident!r} is not valid: give the id or at least {MIN_PREFIX} of its "
+                         "first hex digits")
+    query = select(table.c.id).where(table.c.id.startswith(ident, autoescape=True)).limit(2)
+    found = conn.execute(query).all()
+    if not found:
+        raise StoreError(f"no {what} with id {ident} in store {where}")
+    if len(found) > 1:
+        raise StoreError(f"{what} id {ident} is ambiguous in store {where}: give more digits")
+    return str(found[0].id)

@@ -18,14 +18,15 @@ def known(conn: Connection, ref: SourceRef) -> bool:
                           ledger.c.uid == ref.uid)
     else:
         same_place = and_(ledger.c.folder == ref.folder, ledger.c.source_key == ref.key)
-    same_content = and_(ledger.c.message_id_hash == ref.message_id_hash, ledger.c.content_hash == ref.content_hash)
+    same_content = and_(ledger.c.message_id_hash == ref.message_id_hash,
+                        ledger.c.content_hash == ref.content_hash)
     query = select(ledger.c.id).where(ledger.c.account == ref.account, or_(same_place, same_content)).limit(1)
     return conn.execute(query).first() is not None
 
 
 def insert(conn: Connection, ref: SourceRef, state: LedgerState, *, message_id: str | None = None,
            quarantine_id: str | None = None) -> None:
-    """Add the ledger row (inside the caller's transaction); the unique constraints catch a concurrent twin."""
+    """Add the ledger row (inside the caller's transaction); unique constraints catch a concurrent twin."""
     conn.execute(ledger.insert().values(
         account=ref.account, folder=ref.folder, uidvalidity=ref.uidvalidity, uid=ref.uid, source_key=ref.key,
         message_id_hash=ref.message_id_hash, content_hash=ref.content_hash, state=state,
@@ -88,14 +89,16 @@ class LedgerQueries:
         values = {"uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "baseline": cursor.baseline,
                   "updated_at": to_db_time(utcnow())}
         where = (cursors.c.account == cursor.account, cursors.c.folder == cursor.folder)
-        for _ in range(2):  # portable upsert: a concurrent insert between our UPDATE and INSERT gets one retry
+        # Portable upsert: a concurrent insert between our UPDATE and INSERT gets one retry.
+        for _ in range(2):
             try:
                 with self._db.write() as conn:
                     if conn.execute(update(cursors).where(*where).values(**values)).rowcount:
                         return
-                    conn.execute(cursors.insert().values(account=cursor.account, folder=cursor.folder, **values))
+                    conn.execute(cursors.insert()
+                                 .values(account=cursor.account, folder=cursor.folder, **values))
                     return
             except IntegrityError:
                 continue
-        raise StoreError(f"store {self._db.where}: cursor for {cursor.account}/{cursor.folder} kept conflicting")
+        raise StoreError(f"store {self._db.where}: cursor {cursor.account}/{cursor.folder} kept conflicting")
 

@@ -7,8 +7,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Row, delete, select, update
 
 from mailvoice.crypto import record_aad
-from mailvoice.errors import StoreError
-from mailvoice.store.db import Db, from_db_time, to_db_time
+from mailvoice.store.db import Db, from_db_time, resolve_id, to_db_time
 from mailvoice.store.records import Message, MessageContent, MessageKind, NewMessage
 from mailvoice.store.schema import messages
 from mailvoice.types import Segment, Transcript, Word
@@ -79,16 +78,16 @@ class MessageQueries:
             created_at=from_db_time(row.created_at), state=row.state, duration=row.duration,
             language=row.language,
             content=content_from_json(sealer.open_json(row.payload, record_aad(TABLE, row.id, "payload"))),
-            audio=sealer.open(row.audio, record_aad(TABLE, row.id, "audio")) if row.audio is not None else None,
+            audio=(sealer.open(row.audio, record_aad(TABLE, row.id, "audio"))
+                   if row.audio is not None else None),
             audio_size=row.audio_size, key_id=row.key_id,
         )
 
     def get_message(self, message_id: str) -> Message:
-        """One message by id; StoreError naming the id when there is none."""
+        """One message by id or unique id prefix; StoreError naming the id when there is none."""
         with self._db.read() as conn:
-            row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
-        if row is None:
-            raise StoreError(f"no message with id {message_id} in store {self._db.where}")
+            mid = resolve_id(conn, messages, message_id, "message", self._db.where)
+            row = conn.execute(select(messages).where(messages.c.id == mid)).one()
         return self._open_message(row)
 
     def list_messages(self, kind: MessageKind | None = None, *, account: str | None = None,

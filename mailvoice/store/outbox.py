@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Row, select, update
 from mailvoice.crypto import record_aad
 from mailvoice.errors import StoreError
 from mailvoice.store.db import Db, from_db_time, to_db_time
-from mailvoice.store.records import Envelope, NewOutgoing, Outgoing, OutboxState, utcnow
+from mailvoice.store.records import Envelope, NewOutgoing, OutboxState, Outgoing, utcnow
 from mailvoice.store.schema import outbox
 
 TABLE = "outbox"
@@ -124,7 +124,7 @@ class OutboxQueries:
         self._transition(outgoing_id, ("sending", "pending"), state="failed", last_error=short_error(error))
 
     def requeue_sending(self) -> int:
-        """Put mails a crash left in 'sending' back to pending (same Message-ID, due now); returns how many."""
+        """Mails a crash left in 'sending' go back to pending (same Message-ID, due now); returns how many."""
         with self._db.write() as conn:
             return conn.execute(update(outbox).where(outbox.c.state == "sending")
                                 .values(state="pending", next_attempt_at=to_db_time(utcnow()))).rowcount

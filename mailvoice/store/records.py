@@ -50,7 +50,7 @@ def content_hash(audio_parts: Iterable[bytes], raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class SourceRef:
-    """Where a source item came from: its IMAP identity (or Maildir key) plus hashes that survive renumbering."""
+    """Where a source item came from: IMAP identity (or Maildir key) plus hashes that survive renumbering."""
 
     account: str
     folder: str

@@ -1,4 +1,4 @@
-"""The tables, in portable SQLAlchemy Core (SQLite today, PostgreSQL later): secrets only in sealed columns."""
+"""The tables, in portable SQLAlchemy Core (SQLite now, PostgreSQL later); secrets only in sealed columns."""
 
 from __future__ import annotations
 

@@ -1,0 +1,149 @@
+"""Drain the persistent outbox: send due mail through SMTP (or the local folder), retry, give up, tell the owner.
+
+Retries: 4xx, outages and timeouts back off exponentially with full jitter (30 s doubling to 1 h) for up to
+MAX_AGE; a 5xx is permanent: no retry, and the owner is told once by a notice mail (never a notice about a notice,
+never to a null sender). The Message-ID of a mail never changes across retries, so the one duplicate SMTP permits
+(connection lost after "." before "250") is recognisable as such by every mail client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from typing import TYPE_CHECKING
+
+from mailvoice.crashpoints import crashpoint
+from mailvoice.errors import DeliveryError, MailvoiceError
+
+if TYPE_CHECKING:
+    from mailvoice.config import Settings
+    from mailvoice.store import Store
+    from mailvoice.store.records import Outgoing
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE = 30.0
+RETRY_CAP = 3600.0
+MAX_AGE = timedelta(days=3)
+NOTICE_HEADER = "X-Mailvoice"
+
+
+@dataclass(frozen=True, slots=True)
+class FlushStats:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempts)), never under 1 s."""
+    ceiling = min(RETRY_CAP, RETRY_BASE * 2.0 ** min(attempts, 30))
+    return max(1.0, (rng or random).uniform(0.0, ceiling))
+
+
+class Outbox:
+    """Sends what the store's outbox holds; one flush at a time."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self._settings = settings
+        self._store = store
+        self._lock = asyncio.Lock()
+
+    async def flush(self, limit: int = 50) -> FlushStats:
+        """Send every due mail once (in order); return what happened."""
+        from mailvoice.store.records import utcnow
+
+        async with self._lock:
+            sent = retrying = failed = 0
+            due = await asyncio.to_thread(self._store.due, utcnow(), limit)
+            for row in due:
+                outcome = await self._send_one(row)
+                sent += outcome == "sent"
+                retrying += outcome == "retry"
+                failed += outcome == "failed"
+            return FlushStats(sent, retrying, failed)
+
+    async def _send_one(self, row: Outgoing) -> str:
+        from mailvoice.store.records import utcnow
+
+        if not await asyncio.to_thread(self._store.mark_sending, row.id):
+            return "skipped"
+        crashpoint("sending")
+        try:
+            await self._deliver(row)
+        except DeliveryError as exc:
+            return await self._failed_attempt(row, exc)
+        except MailvoiceError as exc:  # configuration problems: keep the mail, retry later
+            return await self._failed_attempt(row, DeliveryError(str(exc)))
+        crashpoint("sent")
+        await asyncio.to_thread(self._store.mark_sent, row.id, utcnow())
+        log.info("sent outbox %s (%s) to %d recipient(s)", row.id, row.message_id_header,
+                 len(row.envelope.recipients))
+        return "sent"
+
+    async def _deliver(self, row: Outgoing) -> None:
+        s = self._settings
+        if s.smtp.host:
+            from mailvoice.mail.smtp import send
+
+            await send(row.raw, row.envelope.sender, list(row.envelope.recipients), s.smtp)
+        else:
+            from mailvoice.mail.smtp import deliver_to_maildir
+
+            folder = s.delivery.folder or s.general.data_dir / "delivered"
+            await asyncio.to_thread(deliver_to_maildir, row.raw, folder)
+
+    async def _failed_attempt(self, row: Outgoing, exc: DeliveryError) -> str:
+        from mailvoice.store.records import utcnow
+
+        now = utcnow()
+        too_old = now - row.created_at > MAX_AGE
+        if exc.permanent or too_old:
+            why = str(exc) if exc.permanent else f"gave up after {MAX_AGE.days} days of retries: {exc}"
+            await asyncio.to_thread(self._store.mark_failed, row.id, why)
+            log.error("outbox %s failed permanently: %s", row.id, why)
+            await asyncio.to_thread(self._notify_owner, row, why)
+            return "failed"
+        delay = retry_delay(row.attempts)
+        await asyncio.to_thread(self._store.mark_retry, row.id, now + timedelta(seconds=delay), str(exc))
+        log.warning("outbox %s: %s; retry in %.0f s", row.id, exc, delay)
+        return "retry"
+
+    def _notify_owner(self, row: Outgoing, why: str) -> None:
+        """Queue one notice to the owner about a mail that could not be delivered (never about a notice)."""
+        from email import message_from_bytes
+
+        from mailvoice.compose import envelope_addresses
+        from mailvoice.mail.headers import clean_header_text, make_message_id
+        from mailvoice.store.records import Envelope, NewOutgoing, utcnow
+
+        original = message_from_bytes(row.raw[:65536])
+        if original.get(NOTICE_HEADER, "") == "notice":
+            return
+        owners = self._settings.delivery.owners or (row.envelope.sender,)
+        recipients = envelope_addresses(owners)
+        if not recipients or not row.envelope.sender:
+            return  # never mail a null sender
+        sender = row.envelope.sender
+        notice = EmailMessage(policy=SMTP)
+        notice["From"] = self._settings.smtp.sender or sender
+        notice["To"] = ", ".join(recipients)
+        notice["Subject"] = "mailvoice could not deliver a message"
+        notice["Date"] = format_datetime(utcnow())
+        notice["Message-ID"] = make_message_id(sender.rpartition("@")[2] or "mailvoice.invalid")
+        notice["Auto-Submitted"] = "auto-generated"
+        notice[NOTICE_HEADER] = "notice"
+        notice.set_content(
+            f"A message mailvoice generated could not be delivered and will not be retried.\n\n"
+            f"Message-ID: {row.message_id_header}\nTo: {', '.join(row.envelope.recipients)}\n"
+            f"Reason: {clean_header_text(why, max_len=500)}\n"
+        )
+        self._store.enqueue(NewOutgoing(message_id_header=notice["Message-ID"], raw=notice.as_bytes(policy=SMTP),
+                                        envelope=Envelope(sender=sender, recipients=recipients)))
+

@@ -1,0 +1,284 @@
+"""The runner: the one place that wires sources, the pipeline and the sinks together.
+
+Threads: each source (IMAP account or Maildir) has its own thread that owns its connection, drains new mail through
+the pipeline and then waits (IDLE where the server has it, polling otherwise). The ASR model has its own single worker
+thread. The event loop runs only APScheduler: a poll job per source (wakes its thread on the poll interval;
+coalesced, one instance) and the outbox job. Nothing blocking runs on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from mailvoice.crashpoints import crashpoint
+from mailvoice.errors import ConfigError, MailvoiceError, TranscriptionError
+from mailvoice.pipeline import Context, Pipeline, Result
+
+if TYPE_CHECKING:
+    from mailvoice.config import Settings
+    from mailvoice.engines.base import AsrEngine
+    from mailvoice.mail.source import Cursor, MailSource
+    from mailvoice.store import Store
+    from mailvoice.types import Transcript
+
+log = logging.getLogger(__name__)
+
+BATCH = 50
+WAIT_SLICE = 2.0
+"""Longest a source thread waits before looking at its stop and wake flags."""
+
+
+class Transcriber:
+    """Decode in the caller's thread, run the model in its own single worker thread (loaded on first use)."""
+
+    def __init__(self, settings: Settings, engine: AsrEngine | None = None) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self._load_lock = threading.Lock()
+
+    def _get_engine(self) -> AsrEngine:
+        with self._load_lock:
+            if self._engine is None:
+                from mailvoice.engines import load_asr
+
+                self._engine = load_asr(self._settings.asr, self._settings.general)
+            return self._engine
+
+    def __call__(self, data: bytes, name: str) -> Transcript:
+        from mailvoice.audio import load_for_asr
+
+        clip = load_for_asr(data, name=name, settings=self._settings.audio)
+        limit = 120.0 + 4.0 * clip.duration
+        future = self._pool.submit(lambda: self._get_engine().transcribe(clip))
+        try:
+            return future.result(timeout=limit)
+        except FutureTimeout as exc:
+            raise TranscriptionError(f"{name}: transcription took longer than {limit:.0f} s") from exc
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class StoreCursors:
+    """The source cursor protocol, persisted in the store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, account: str, folder: str) -> Cursor | None:
+        return self._store.get_source_cursor(account, folder)
+
+    def set(self, account: str, folder: str, cursor: Cursor) -> None:
+        self._store.save_source_cursor(account, folder, cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One configured source: how to open it and whom its transcripts go to."""
+
+    ctx: Context
+    open: Callable[[], MailSource]
+    poll_interval: float
+
+
+@dataclass
+class Stats:
+    delivered: int = 0
+    text: int = 0
+    duplicate: int = 0
+    quarantined: int = 0
+    errors: int = 0
+
+    def add(self, r: Result) -> None:
+        setattr(self, r.status, getattr(self, r.status) + 1)
+
+
+def _own_address(name: str, address: str, username: str = "") -> str:
+    if address:
+        return address
+    if "@" in username:
+        return username
+    raise ConfigError(f"source {name!r}: set `address` (the mailbox's own address) or `recipients`, so mailvoice "
+                      "knows where to deliver transcripts")
+
+
+def build_bindings(settings: Settings, store: Store, since: datetime | None = None) -> list[Binding]:
+    """A binding per configured account and Maildir; the bundled demo mailbox when none is configured."""
+    from mailvoice.mail.imap import ImapSource
+    from mailvoice.mail.maildir import MaildirSource
+
+    cursors = StoreCursors(store)
+    out: list[Binding] = []
+    for acc in settings.accounts:
+        address = _own_address(acc.name, acc.address, acc.username) if not acc.recipients else (
+            acc.address or acc.username)
+        ctx = Context(account=acc.name, address=address, recipients=acc.recipients or (address,))
+        out.append(Binding(ctx, lambda acc=acc: ImapSource(acc, cursors, since=since), acc.poll_interval))
+    maildirs = list(settings.maildirs)
+    if not settings.accounts and not maildirs:
+        from mailvoice.demo import ensure_demo_mailbox
+
+        maildirs.append(ensure_demo_mailbox(settings))
+    for md in maildirs:
+        address = md.address or (md.recipients[0] if md.recipients else "")
+        if not address:
+            raise ConfigError(f"maildir {md.name!r}: set `address` or `recipients`")
+        ctx = Context(account=md.name, address=address, recipients=md.recipients or (address,))
+        out.append(Binding(ctx, lambda md=md: MaildirSource(md, cursors, since=since), 10.0))
+    return out
+
+
+class Runner:
+    """Drains sources through the pipeline and acknowledges each item only after the store committed it."""
+
+    def __init__(self, settings: Settings, store: Store, *, since: datetime | None = None,
+                 transcriber: Transcriber | None = None) -> None:
+        from mailvoice.outbox import Outbox
+
+        self.settings = settings
+        self.store = store
+        self.since = since
+        self.transcriber = transcriber or Transcriber(settings)
+        self.pipeline = Pipeline(settings, store, self.transcriber)
+        self.outbox = Outbox(settings, store)
+        self.stats = Stats()
+        self._stats_lock = threading.Lock()
+
+    def drain(self, source: MailSource, ctx: Context, stop: threading.Event | None = None) -> int:
+        """Process everything new in one source; returns how many items were handled."""
+        handled = 0
+        while stop is None or not stop.is_set():
+            items = source.fetch_new(BATCH)
+            if not items:
+                break
+            for item in items:
+                if stop is not None and stop.is_set():
+                    return handled  # unacknowledged items come back next time: nothing lost
+                try:
+                    result = self.pipeline.process(item, ctx)
+                except MailvoiceError as exc:
+                    # e.g. the store is unreachable or the disk is full: acknowledge nothing, try again later
+                    log.error("%s: not processed, will retry: %s", item.ref, exc)
+                    with self._stats_lock:
+                        self.stats.errors += 1
+                    raise
+                source.acknowledge(item.ref)
+                crashpoint("acknowledged")
+                with self._stats_lock:
+                    self.stats.add(result)
+                handled += 1
+                log.info("%s: %s %s", item.ref, result.status, result.detail)
+        return handled
+
+    async def run_once(self) -> Stats:
+        """Process what is waiting in every source, deliver the outbox, return the counts."""
+        from mailvoice.errors import SourceError
+
+        await asyncio.to_thread(self.store.requeue_sending)
+        bindings = build_bindings(self.settings, self.store, self.since)
+        for b in bindings:
+            try:
+                await asyncio.to_thread(self._once, b)
+            except SourceError as exc:
+                log.error("%s", exc)
+                self.stats.errors += 1
+        while True:
+            flushed = await self.outbox.flush()
+            if flushed.sent == 0:
+                break
+        return self.stats
+
+    def _once(self, b: Binding) -> None:
+        source = b.open()
+        try:
+            source.connect()
+            self.drain(source, b.ctx)
+        finally:
+            source.close()
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """The daemon: until `stop` is set, then finish in-flight work and release every connection."""
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.store.requeue_sending)
+        bindings = build_bindings(self.settings, self.store, self.since)
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC,
+                                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
+        scheduler.add_job(self.outbox.flush, "interval", seconds=15, id="outbox", next_run_time=datetime.now(UTC))
+
+        def kick_outbox() -> None:
+            job = scheduler.get_job("outbox")
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
+
+        workers = [SourceThread(b, self, lambda: loop.call_soon_threadsafe(kick_outbox)) for b in bindings]
+        for w in workers:
+            scheduler.add_job(w.wake.set, "interval", seconds=w.binding.poll_interval, id=f"poll:{w.binding.ctx.account}")
+            w.start()
+        scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: finishing in-flight work")
+            scheduler.shutdown(wait=False)
+            for w in workers:
+                w.stop.set()
+            for w in workers:
+                await asyncio.to_thread(w.join)
+            await asyncio.wait_for(self.outbox.flush(), timeout=30)
+            await asyncio.to_thread(self.transcriber.close)
+
+
+class SourceThread(threading.Thread):
+    """Owns one source's connection: drain, wait for change (IDLE or poll), reconnect with backoff."""
+
+    def __init__(self, binding: Binding, runner: Runner, on_work: Callable[[], None]) -> None:
+        super().__init__(name=f"source-{binding.ctx.account}", daemon=True)
+        self.binding = binding
+        self.runner = runner
+        self.on_work = on_work
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+
+    def run(self) -> None:
+        from mailvoice.backoff import Backoff
+
+        backoff = Backoff(base=1.0, cap=300.0)
+        while not self.stop.is_set():
+            source = self.binding.open()
+            try:
+                source.connect()
+                backoff.reset()
+                self._serve(source)
+            except MailvoiceError as exc:
+                delay = backoff.next_delay()
+                log.warning("%s: %s; reconnecting in %.1f s", self.binding.ctx.account, exc, delay)
+                self.stop.wait(delay)
+            except Exception:  # a bug must not kill the daemon's source thread silently
+                delay = backoff.next_delay()
+                log.exception("%s: unexpected error; restarting the source in %.1f s", self.binding.ctx.account,
+                              delay)
+                self.stop.wait(delay)
+            finally:
+                source.close()
+
+    def _serve(self, source: MailSource) -> None:
+        while not self.stop.is_set():
+            if self.runner.drain(source, self.binding.ctx, self.stop):
+                self.on_work()
+            self.wake.clear()
+            waited = 0.0
+            while not (self.stop.is_set() or self.wake.is_set()) and waited < self.binding.poll_interval:
+                if source.wait_for_change(WAIT_SLICE):
+                    break
+                waited += WAIT_SLICE
