@@ -23,7 +23,7 @@ class Backoff:
         self.base = base
         self.cap = cap
         self.attempt = 0
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+        self._rng = rng or random.Random()
 
     def ceiling(self) -> float:
         """The largest delay the next call may return."""

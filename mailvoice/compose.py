@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email.policy import SMTP
 from email.utils import getaddresses, parseaddr
 from typing import TYPE_CHECKING
@@ -26,6 +27,18 @@ def _domain(address: str) -> str:
     return addr.rpartition("@")[2] or "mailvoice.invalid"
 
 
+def _from(parsed: ParsedMail) -> tuple[str, str]:
+    return (parsed.from_.name, parsed.from_.address) if parsed.from_ is not None else ("", "")
+
+
+def _thread_id(parsed: ParsedMail) -> str | None:
+    """The Message-ID to reply to: as given when well-formed, else the normalised form."""
+    mid = parsed.message_id or ""
+    if re.fullmatch(r"<[^<>\s]{1,500}>", mid):
+        return mid
+    return parsed.message_id_normalized
+
+
 def envelope_addresses(values: tuple[str, ...]) -> tuple[str, ...]:
     """Bare addresses for the SMTP envelope, from 'Name <addr>' forms."""
     return tuple(a for _, a in getaddresses(list(values)) if a)
@@ -48,14 +61,12 @@ def compose_voicemail(
     from mailvoice.store.records import Envelope, MessageContent, NewMessage, NewOutgoing
 
     info = extract_caller(parsed)
-    caller = caller_label(info, parsed.from_name or parsed.from_addr)
-    if transcript.duration <= 0 and info.duration:
-        duration = info.duration
-    else:
-        duration = transcript.duration
+    from_name, from_addr = _from(parsed)
+    caller = caller_label(info, from_name or from_addr)
+    duration = info.duration if transcript.duration <= 0 and info.duration else transcript.duration
     content = MessageContent(
         text=transcript.text, transcript=transcript, caller=caller, subject=parsed.subject,
-        sender=parsed.from_addr, recipients=ctx.recipients, source=source,
+        sender=from_addr, recipients=ctx.recipients, source=source,
         audio_filename=part.filename, audio_type=part.content_type,
     )
     message = NewMessage(kind="voicemail", account=ctx.account, content=content, duration=duration,
@@ -64,9 +75,10 @@ def compose_voicemail(
     message_id = make_message_id(_domain(sender))
     mail = build_voicemail_mail(
         VoicemailMail(
-            caller=caller, transcript=transcript, received=parsed.date_text or "unknown",
-            original_subject=parsed.subject, original_message_id=parsed.message_id_header,
-            original_references=parsed.references,
+            caller=caller, transcript=transcript,
+            received=parsed.date.strftime("%a %d %b %Y %H:%M %Z").strip() if parsed.date else "unknown",
+            original_subject=parsed.subject, original_message_id=_thread_id(parsed),
+            original_references=" ".join(parsed.references),
             audio=Attachment(part.filename, part.content_type, part.data) if settings.delivery.attach_audio else None,
             notes=notes,
         ),
@@ -84,8 +96,7 @@ def compose_text_record(parsed: ParsedMail, ctx: Context, source: str) -> NewMes
     """A plain mail, kept sealed for the spoken inbox summary."""
     from mailvoice.store.records import MessageContent, NewMessage
 
+    name, addr = _from(parsed)
     content = MessageContent(text=parsed.text, subject=parsed.subject,
-                             sender=f"{parsed.from_name} <{parsed.from_addr}>" if parsed.from_name
-                             else parsed.from_addr,
-                             recipients=ctx.recipients, source=source)
+                             sender=f"{name} <{addr}>" if name else addr, recipients=ctx.recipients, source=source)
     return NewMessage(kind="text", account=ctx.account, content=content)

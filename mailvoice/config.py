@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import tomllib
 import types
 import typing
@@ -231,8 +230,9 @@ def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
+        truthy, falsy = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+        if from_env and isinstance(value, str) and value.lower() in truthy + falsy:
+            return value.lower() in truthy
         raise bad()
     if tp is int:
         if isinstance(value, bool):
@@ -376,6 +376,3 @@ def read_secret(what: str, env_name: str, file: Path | None, environ: Mapping[st
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
 
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    raise RuntimeError("mailvoice needs Python 3.11 or newer")

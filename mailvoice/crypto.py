@@ -163,7 +163,7 @@ def load_keyring(path: Path) -> Keyring:
     """Read the key file, refusing one that group or others could read."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted there must not hang us
     except FileNotFoundError as exc:
         raise KeyFileError(f"key file {path} does not exist: run `mailvoice init` to create it "
                            f"(or set {KEY_ENV})") from exc

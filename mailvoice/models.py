@@ -203,10 +203,7 @@ def resolve_whisper(name: str, general: GeneralSettings) -> WhisperModelRef:
         hub = entry.hub if entry and entry.hub else name
         log.warning("ASR model %s is not installed: faster-whisper will download %s", name, hub)
         return WhisperModelRef(name, "hub", hub, language)
-    if entry is not None:
-        how = f"install it with `{_install_hint(entry)}`"
-    else:
-        how = f"use a known name ({_known('asr')})"
+    how = f"install it with `{_install_hint(entry)}`" if entry else f"use a known name ({_known('asr')})"
     raise ModelNotFoundError(
         f"ASR model {name!r} (setting asr.model) is not available: {how}, or set asr.model to a directory "
         "holding a CTranslate2 Whisper model (model.bin, config.json, tokenizer.json), or set "

@@ -144,6 +144,7 @@ class Outbox:
             f"Message-ID: {row.message_id_header}\nTo: {', '.join(row.envelope.recipients)}\n"
             f"Reason: {clean_header_text(why, max_len=500)}\n"
         )
-        self._store.enqueue(NewOutgoing(message_id_header=notice["Message-ID"], raw=notice.as_bytes(policy=SMTP),
-                                        envelope=Envelope(sender=sender, recipients=recipients)))
+        self._store.record(outgoing=(NewOutgoing(message_id_header=notice["Message-ID"],
+                                                 raw=notice.as_bytes(policy=SMTP),
+                                                 envelope=Envelope(sender=sender, recipients=recipients)),))
 

@@ -13,6 +13,7 @@ item (sealed raw copy + reason) in the same kind of transaction; the rest of the
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -70,6 +71,17 @@ class _Work:
     failures: list[str] = field(default_factory=list)
     messages: list[NewMessage] = field(default_factory=list)
     outgoing: list[NewOutgoing] = field(default_factory=list)
+    retry_of: str | None = None
+    """Quarantine id when `mailvoice quarantine retry` re-runs a parked item."""
+
+
+_OWN = re.compile(rb"^x-mailvoice:[ \t]*(transcript|notice|summary|voice)", re.IGNORECASE | re.MULTILINE)
+
+
+def is_own_mail(raw: bytes) -> bool:
+    """A mail mailvoice generated (it may land in a watched folder): never transcribe it again."""
+    head = re.split(rb"\r?\n\r?\n", raw[:65536], maxsplit=1)[0]
+    return _OWN.search(head) is not None
 
 
 class _Done(Exception):
@@ -88,9 +100,9 @@ class Pipeline:
         self._store = store
         self._asr = transcribe
 
-    def process(self, item: SourceItem, ctx: Context) -> Result:
+    def process(self, item: SourceItem, ctx: Context, *, retry_of: str | None = None) -> Result:
         """Run every stage; returns once the outcome is durably committed (or known to be a duplicate)."""
-        work = _Work(item=item, ctx=ctx)
+        work = _Work(item=item, ctx=ctx, retry_of=retry_of)
         try:
             for stage in STAGES:
                 getattr(self, f"_stage_{stage}")(work)
@@ -104,6 +116,8 @@ class Pipeline:
 
     def _stage_seen(self, w: _Work) -> None:
         r = w.item.ref
+        if w.retry_of is not None:
+            return
         known = (self._store.seen(r.account, r.folder, r.uidvalidity, r.uid) if r.uid is not None
                  else self._store.seen_key(r.account, r.folder, r.key or ""))
         if known:
@@ -124,7 +138,7 @@ class Pipeline:
         from mailvoice.mail.voicemail import find_audio_parts
 
         assert w.parsed is not None
-        if w.parsed.is_own_mail:
+        if is_own_mail(w.item.raw):
             w.parts = []  # our own transcript mail landing in a watched folder: never transcribe it again
             return
         w.parts = find_audio_parts(w.parsed)
@@ -133,9 +147,9 @@ class Pipeline:
         from mailvoice.store.records import content_hash, message_id_hash
 
         assert w.parsed is not None
-        w.mid_hash = message_id_hash(w.parsed.message_id, w.item.raw)
+        w.mid_hash = message_id_hash(w.parsed.message_id_normalized, w.item.raw)
         w.content_hash = content_hash([p.data for p in w.parts], w.item.raw)
-        if self._store.seen_content(w.ctx.account, w.mid_hash, w.content_hash):
+        if w.retry_of is None and self._store.seen_content(w.ctx.account, w.mid_hash, w.content_hash):
             # Same mail under another UID (renumbered, UIDVALIDITY changed): nothing is sent twice.
             raise _Done(Result("duplicate", "same Message-ID and content already processed"))
 
@@ -168,7 +182,10 @@ class Pipeline:
                 w.outgoing.append(out)
 
     def _stage_commit(self, w: _Work) -> None:
-        outcome = self._store.record_processed(self._ref(w), w.messages, w.outgoing)
+        if w.retry_of is not None:
+            outcome = self._store.record_retried(w.retry_of, w.messages, w.outgoing)
+        else:
+            outcome = self._store.record_processed(self._ref(w), w.messages, w.outgoing)
         if outcome == "duplicate":
             raise _Done(Result("duplicate", "recorded by an earlier or concurrent run"))
         crashpoint("stored")
@@ -194,10 +211,13 @@ class Pipeline:
         from mailvoice.store.records import message_id_hash
 
         if not w.mid_hash:
-            mid = w.parsed.message_id if w.parsed is not None else None
+            mid = w.parsed.message_id_normalized if w.parsed is not None else None
             w.mid_hash = message_id_hash(mid, w.item.raw)
         log.warning("quarantined %s: %s", self._source_label(w), reason)
-        outcome = self._store.record_quarantined(self._ref(w), w.item.raw, reason)
+        if w.retry_of is not None:
+            self._store.quarantine_again(w.retry_of, reason)
+            return Result("quarantined", reason)
+        outcome = self._store.record_quarantined(self._ref(w), reason, w.item.raw)
         if outcome == "duplicate":
             return Result("duplicate", "quarantined by an earlier run")
         return Result("quarantined", reason)

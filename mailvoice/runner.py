@@ -23,7 +23,7 @@ from mailvoice.errors import ConfigError, MailvoiceError, TranscriptionError
 from mailvoice.pipeline import Context, Pipeline, Result
 
 if TYPE_CHECKING:
-    from mailvoice.config import Settings
+    from mailvoice.config import AccountSettings, MaildirSettings, Settings
     from mailvoice.engines.base import AsrEngine
     from mailvoice.mail.source import Cursor, MailSource
     from mailvoice.store import Store
@@ -75,10 +75,18 @@ class StoreCursors:
         self._store = store
 
     def get(self, account: str, folder: str) -> Cursor | None:
-        return self._store.get_source_cursor(account, folder)
+        from mailvoice.mail.source import Cursor
+
+        row = self._store.get_cursor(account, folder)
+        if row is None:
+            return None
+        return Cursor(uidvalidity=row.uidvalidity, last_uid=row.last_uid, baseline=row.baseline)
 
     def set(self, account: str, folder: str, cursor: Cursor) -> None:
-        self._store.save_source_cursor(account, folder, cursor)
+        from mailvoice.store.records import Cursor as Row
+
+        self._store.save_cursor(Row(account=account, folder=folder, uidvalidity=cursor.uidvalidity,
+                                    last_uid=cursor.last_uid, baseline=cursor.baseline))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,37 @@ def _own_address(name: str, address: str, username: str = "") -> str:
                       "knows where to deliver transcripts")
 
 
+def _account_context(acc: AccountSettings) -> Context:
+    address = acc.address or (acc.username if "@" in acc.username else "")
+    if not address and not acc.recipients:
+        address = _own_address(acc.name, acc.address, acc.username)
+    return Context(account=acc.name, address=address or acc.recipients[0],
+                   recipients=acc.recipients or (address,))
+
+
+def _maildir_context(md: MaildirSettings) -> Context:
+    address = md.address or (md.recipients[0] if md.recipients else "")
+    if not address:
+        raise ConfigError(f"maildir {md.name!r}: set `address` or `recipients`")
+    return Context(account=md.name, address=address, recipients=md.recipients or (address,))
+
+
+def _maildirs(settings: Settings, create_demo: bool) -> list[MaildirSettings]:
+    maildirs = list(settings.maildirs)
+    if not settings.accounts and not maildirs:
+        from mailvoice.demo import demo_source, ensure_demo_mailbox
+
+        maildirs.append(ensure_demo_mailbox(settings) if create_demo else demo_source(settings))
+    return maildirs
+
+
+def contexts(settings: Settings) -> dict[str, Context]:
+    """Each configured source's context by name (the demo mailbox's when none is configured)."""
+    out = {a.name: _account_context(a) for a in settings.accounts}
+    out.update({m.name: _maildir_context(m) for m in _maildirs(settings, create_demo=False)})
+    return out
+
+
 def build_bindings(settings: Settings, store: Store, since: datetime | None = None) -> list[Binding]:
     """A binding per configured account and Maildir; the bundled demo mailbox when none is configured."""
     from mailvoice.mail.imap import ImapSource
@@ -119,21 +158,10 @@ def build_bindings(settings: Settings, store: Store, since: datetime | None = No
     cursors = StoreCursors(store)
     out: list[Binding] = []
     for acc in settings.accounts:
-        address = _own_address(acc.name, acc.address, acc.username) if not acc.recipients else (
-            acc.address or acc.username)
-        ctx = Context(account=acc.name, address=address, recipients=acc.recipients or (address,))
-        out.append(Binding(ctx, lambda acc=acc: ImapSource(acc, cursors, since=since), acc.poll_interval))
-    maildirs = list(settings.maildirs)
-    if not settings.accounts and not maildirs:
-        from mailvoice.demo import ensure_demo_mailbox
-
-        maildirs.append(ensure_demo_mailbox(settings))
-    for md in maildirs:
-        address = md.address or (md.recipients[0] if md.recipients else "")
-        if not address:
-            raise ConfigError(f"maildir {md.name!r}: set `address` or `recipients`")
-        ctx = Context(account=md.name, address=address, recipients=md.recipients or (address,))
-        out.append(Binding(ctx, lambda md=md: MaildirSource(md, cursors, since=since), 10.0))
+        out.append(Binding(_account_context(acc), lambda acc=acc: ImapSource(acc, cursors, since=since),
+                           acc.poll_interval))
+    for md in _maildirs(settings, create_demo=True):
+        out.append(Binding(_maildir_context(md), lambda md=md: MaildirSource(md, cursors, since=since), 10.0))
     return out
 
 
@@ -223,7 +251,8 @@ class Runner:
 
         workers = [SourceThread(b, self, lambda: loop.call_soon_threadsafe(kick_outbox)) for b in bindings]
         for w in workers:
-            scheduler.add_job(w.wake.set, "interval", seconds=w.binding.poll_interval, id=f"poll:{w.binding.ctx.account}")
+            scheduler.add_job(w.wake.set, "interval", seconds=w.binding.poll_interval,
+                              id=f"poll:{w.binding.ctx.account}")
             w.start()
         scheduler.start()
         try:

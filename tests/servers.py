@@ -8,9 +8,9 @@ process (PR_SET_PDEATHSIG plus atexit), from a fresh directory under the system 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import ctypes
 import grp
+import logging
 import os
 import pwd
 import secrets
@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -109,7 +108,9 @@ first_valid_gid = {gid}
 mail_location = maildir:{dir}/mail/%n/Maildir
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%n {dir}/users
+  # One file per user: Dovecot re-reads a changed passwd-file at most once a second, so appending users to a
+  # shared file makes a login right after fail; a new path is always read fresh.
+  args = scheme=PLAIN username_format=%n {dir}/users/%n
 }}
 userdb {{
   driver = static
@@ -153,8 +154,8 @@ class DovecotServer:
         self.dir.mkdir(mode=0o755)
         self.dir.chmod(0o755)
         self.conf = self.dir / "dovecot.conf"
-        self.users_file = self.dir / "users"
-        self.users_file.write_text("")
+        self.users_dir = self.dir / "users"
+        self.users_dir.mkdir(mode=0o755)
         self.mail_root = self.dir / "mail"
         self.mail_root.mkdir(mode=0o755)
         pw = pwd.getpwnam(MAIL_USER)
@@ -164,11 +165,12 @@ class DovecotServer:
         self.imap_port = self.imaps_port = self.lmtp_port = 0
         self._lock = threading.Lock()
 
-    def start(self) -> None:
+    def start(self, *, same_ports: bool = False) -> None:
         """Start with a fresh base_dir (a stale anvil socket makes logins hang) and wait for the greeting."""
         run = self.dir / "run"
         shutil.rmtree(run, ignore_errors=True)
-        self.imap_port, self.imaps_port, self.lmtp_port = free_port(), free_port(), free_port()
+        if not same_ports:
+            self.imap_port, self.imaps_port, self.lmtp_port = free_port(), free_port(), free_port()
         self.conf.write_text(_CONF.format(
             tag=secrets.token_hex(3), dir=self.dir, cert=self.cert, key=self.key, uid=self.uid, gid=self.gid,
             imap=self.imap_port, imaps=self.imaps_port, lmtp=self.lmtp_port,
@@ -201,17 +203,19 @@ class DovecotServer:
             proc.stderr.close()
 
     def restart(self) -> None:
-        """Stop and start again (new ports); every open client connection is dropped."""
+        """Stop and start again on the same ports; every open client connection is dropped."""
         self.stop()
-        self.start()
+        self.start(same_ports=True)
 
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def add_user(self, name: str, password: str) -> None:
-        with self._lock, self.users_file.open("a") as fh:
-            fh.write(f"{name}:{{PLAIN}}{password}::::::\n")
+        if not name.isalnum():
+            raise ValueError(f"test user names are alphanumeric, got {name!r}")
+        with self._lock:
+            (self.users_dir / name).write_text(f"{name}:{{PLAIN}}{password}::::::\n")
 
     def doveadm(self, *args: str) -> str:
         """Run doveadm against this instance; raises with its stderr on failure."""
@@ -299,9 +303,19 @@ class MailUser:
 # ---------------------------------------------------------------------------------------------- SMTP
 
 SMTP_USER = "mailvoice"
-SMTP_PASSWORD = "smtp-test-password"  # noqa: S105 - a fixed credential of the in-process test server
+SMTP_PASSWORD = "smtp-test-password"
 
 SmtpMode = Literal["accept", "tempfail", "permfail", "drop"]
+
+
+class _DropLoginDataNotice(logging.Filter):
+    """aiosmtpd logs a deprecation notice on every successful AUTH (aio-libs/aiosmtpd#347): noise only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_DropLoginDataNotice())
 
 
 @dataclass(frozen=True)
@@ -324,14 +338,14 @@ class SmtpHandler:
     """Recipients answered 550 at RCPT (for partial refusals)."""
     messages: list[Received] = field(default_factory=list)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         if address in self.refuse:
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.mode == "tempfail":
             return "451 4.3.0 try again later"
         if self.mode == "permfail":
@@ -355,11 +369,15 @@ def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, aut
 
 
 class SmtpServer:
-    """aiosmtpd on 127.0.0.1: STARTTLS + AUTH required (or plain, no STARTTLS); can stop and restart on its port."""
+    """aiosmtpd on 127.0.0.1; can stop and restart on its port.
+
+    tls: "starttls" (STARTTLS and AUTH required), "implicit" (TLS from the first byte, AUTH required), or "none"
+    (no STARTTLS, no AUTH: the server a downgrade would talk to).
+    """
 
     host = "127.0.0.1"
 
-    def __init__(self, cert: Path, key: Path, *, tls: bool = True) -> None:
+    def __init__(self, cert: Path, key: Path, *, tls: Literal["starttls", "implicit", "none"] = "starttls") -> None:
         self.cert, self.key, self.tls = cert, key, tls
         self.handler = SmtpHandler()
         self.port = free_port()
@@ -373,11 +391,14 @@ class SmtpServer:
         from aiosmtpd.controller import Controller
 
         kwargs: dict[str, Any] = {}
-        if self.tls:
+        if self.tls != "none":
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(self.cert, self.key)
-            kwargs = {"tls_context": ctx, "require_starttls": True, "authenticator": _authenticator,
-                      "auth_require_tls": True, "auth_required": True}
+            kwargs = {"authenticator": _authenticator, "auth_require_tls": True, "auth_required": True}
+            if self.tls == "starttls":
+                kwargs.update(tls_context=ctx, require_starttls=True)
+            else:
+                kwargs.update(ssl_context=ctx)
         self._controller = Controller(self.handler, hostname=self.host, port=self.port,
                                       server_hostname="localhost", ready_timeout=10, **kwargs)
         self._controller.start()
@@ -389,16 +410,7 @@ class SmtpServer:
 
     def settings(self, **overrides: Any) -> SmtpSettings:
         """SmtpSettings for this server (STARTTLS with the test CA and the fixed credentials)."""
-        base = SmtpSettings(host=self.host, port=self.port, tls="starttls", ca_file=self.cert,
-                            username=SMTP_USER if self.tls else "", password_env="MAILVOICE_TEST_SMTP_PASSWORD",
-                            sender="bot@example.org", timeout=5.0)
+        base = SmtpSettings(host=self.host, port=self.port, tls="implicit" if self.tls == "implicit" else "starttls",
+                            ca_file=self.cert, username=SMTP_USER if self.tls != "none" else "",
+                            password_env="MAILVOICE_TEST_SMTP_PASSWORD", sender="bot@example.org", timeout=5.0)
         return replace(base, **overrides)
-
-
-@contextlib.contextmanager
-def running(server: SmtpServer) -> Iterator[SmtpServer]:
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

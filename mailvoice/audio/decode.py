@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 MAX_BAD_PACKETS = 50
 """Damaged packets skipped (phones send slightly broken files) before the whole file counts as corrupt."""
 
+TRUNCATED_FRACTION = 0.9
+"""Less than this share of the duration a header declares (minus half a second) means the file was cut short."""
+
 # No protocol may be opened from inside a demuxer: the input is already in memory.
 _OPEN_OPTIONS = {"protocol_whitelist": "none", "enable_drefs": "0", "use_absolute_path": "0"}
 
@@ -94,7 +97,7 @@ def decode_audio(
     try:
         with av.open(io.BytesIO(data), mode="r", format=container.demuxer, options=dict(_OPEN_OPTIONS),
                      metadata_errors="replace") as demuxed:
-            samples = _decode_container(demuxed, container, limits, sample_rate)
+            samples = _decode_container(demuxed, data, container, limits, sample_rate)
     except AudioError:
         raise
     except (av.FFmpegError, ValueError, OSError, EOFError, MemoryError) as exc:
@@ -105,7 +108,7 @@ def decode_audio(
 
 
 def _decode_container(
-    demuxed: Any, container: Container, limits: _Limits, rate: int
+    demuxed: Any, data: bytes, container: Container, limits: _Limits, rate: int
 ) -> npt.NDArray[np.float32]:
     """Decode the first audio stream of an opened container under the limits."""
     import av
@@ -124,8 +127,8 @@ def _decode_container(
         )
     if not stream.codec_context.sample_rate or stream.codec_context.sample_rate <= 0:
         raise CorruptAudioError(f"{limits.name}: the audio stream declares no sample rate")
-    if container.header_duration:
-        limits.check_duration(_declared_seconds(demuxed, stream), declared=True)
+    declared = _declared_seconds(demuxed, stream, data) if container.header_duration else 0.0
+    limits.check_duration(declared, declared=True)
 
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     chunks: list[npt.NDArray[np.float32]] = []
@@ -146,14 +149,19 @@ def _decode_container(
             decoded_seconds += frame.samples / frame.sample_rate
             limits.check_duration(decoded_seconds)
             resampler = _resample(resampler, frame, chunks, rate)
-    for out in resampler.resample(None):
-        chunks.append(out.to_ndarray().reshape(-1).copy())
+    _take(resampler.resample(None), chunks)
     if bad_packets:
         log.info("%s: skipped %d damaged packet(s)", limits.name, bad_packets)
-    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
-    if samples.size == 0:
+    if not chunks or decoded_seconds <= 0:
         raise CorruptAudioError(f"{limits.name}: the {container.name} file decodes to no audio samples")
-    return samples
+    if decoded_seconds < declared * TRUNCATED_FRACTION - 0.5:
+        raise CorruptAudioError(
+            f"{limits.name}: truncated: the {container.name} header declares {declared:.1f} s "
+            f"but only {decoded_seconds:.1f} s of audio is there"
+        )
+    samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(samples, -1.0, 1.0, out=samples)
 
 
 def _resample(resampler: Any, frame: Any, chunks: list[npt.NDArray[np.float32]], rate: int) -> Any:
@@ -163,19 +171,42 @@ def _resample(resampler: Any, frame: Any, chunks: list[npt.NDArray[np.float32]],
     try:
         outs = resampler.resample(frame)
     except ValueError:
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1).copy())
+        _take(resampler.resample(None), chunks)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         outs = resampler.resample(frame)
-    for out in outs:
-        chunks.append(out.to_ndarray().reshape(-1).copy())
+    _take(outs, chunks)
     return resampler
 
 
-def _declared_seconds(demuxed: Any, stream: Any) -> float:
+def _take(frames: Any, chunks: list[npt.NDArray[np.float32]]) -> None:
+    """Copy resampled mono float frames out of FFmpeg's buffers."""
+    import numpy as np
+
+    for out in frames:
+        chunks.append(np.array(out.to_ndarray(), dtype=np.float32).reshape(-1))
+
+
+def _declared_seconds(demuxed: Any, stream: Any, data: bytes) -> float:
     """The duration the container claims, in seconds (0 when it claims none)."""
+    seconds = 0.0
     if demuxed.duration and demuxed.duration > 0:
-        return float(demuxed.duration) / 1_000_000.0
-    if stream.duration and stream.time_base and stream.duration > 0:
-        return float(stream.duration * stream.time_base)
+        seconds = float(demuxed.duration) / 1_000_000.0
+    elif stream.duration and stream.time_base and stream.duration > 0:
+        seconds = float(stream.duration * stream.time_base)
+    return max(seconds, _riff_declared_seconds(data))
+
+
+def _riff_declared_seconds(data: bytes) -> float:
+    """The length a WAV's data chunk header claims; FFmpeg clamps it to the bytes present, hiding truncation."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return 0.0
+    offset, byte_rate = 12, 0
+    while offset + 8 <= min(len(data), 1 << 20):
+        chunk, size = data[offset:offset + 4], int.from_bytes(data[offset + 4:offset + 8], "little")
+        if chunk == b"fmt " and size >= 16 and offset + 20 <= len(data):
+            byte_rate = int.from_bytes(data[offset + 16:offset + 20], "little")
+        elif chunk == b"data":
+            unknown = size in (0, 0xFFFFFFFF)  # streaming writers leave the size open
+            return 0.0 if unknown or byte_rate <= 0 else size / byte_rate
+        offset += 8 + size + (size & 1)
     return 0.0

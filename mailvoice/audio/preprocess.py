@@ -55,7 +55,8 @@ def _zero_state(x: ComplexArray, p: complex) -> ComplexArray:
     ends = _zero_state(z[:, -1].copy(), p ** block)  # the recursion across blocks is one-pole too
     carry = np.concatenate(([0j], ends[:-1]))
     z += carry[:, None] * p ** (k + 1)
-    return z.reshape(-1)[:n]
+    result: ComplexArray = z.reshape(-1)[:n]
+    return result
 
 
 def _one_pole(x: FloatArray, p: complex) -> ComplexArray:

@@ -77,6 +77,8 @@ def _after_id3(data: bytes) -> str | None:
     size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
     offset = 10 + size + (10 if data[5] & 0x10 else 0)
     end = min(len(data), offset + 4096)
+    if offset >= len(data):  # cut off inside the tag: an MP3 whose decoder will report the damage
+        return "mp3"
     while offset < end and data[offset] == 0:  # encoders pad between the tag and the first frame
         offset += 1
     rest = data[offset:offset + 8]

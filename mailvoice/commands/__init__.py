@@ -37,7 +37,7 @@ def open_store(settings: Settings) -> Store:
     from mailvoice.store import Store
 
     keyring = load_key(settings.general.resolved_key_file())
-    return Store.open(settings.general.resolved_store_url(), Sealer(keyring))
+    return Store.open(settings.general.resolved_store_url(), Sealer(keyring), keep_audio=settings.delivery.keep_audio)
 
 
 def sealer_for(settings: Settings) -> Sealer:

@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from mailvoice.commands import console, err_console, open_store, settings_from
+from mailvoice.commands import console, open_store, settings_from
 
 if TYPE_CHECKING:
     from mailvoice.store.records import Message

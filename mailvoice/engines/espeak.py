@@ -26,7 +26,7 @@ SAMPLE_RATE = 22_050
 """espeak-ng's native output rate."""
 _WORDS_PER_MINUTE = 175
 _TIMEOUT_S = 60.0
-_VOICE_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}$")
+_VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,39}$")
 """A voice name that cannot be mistaken for an option or a path."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar, TypeVarTuple
 
@@ -43,7 +43,7 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
 
-    async def iterate(self, gen_fn: Callable[[*Ts], Iterator[T]], *args: *Ts) -> AsyncIterator[T]:
+    async def iterate(self, gen_fn: Callable[[*Ts], Iterator[T]], *args: *Ts) -> AsyncGenerator[T, None]:
         """Items of ``gen_fn(*args)``, produced in the model's thread, handed over as each one is ready.
 
         At most ``queue_size`` items are computed ahead (back-pressure). If the consumer stops early or is

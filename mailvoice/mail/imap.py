@@ -22,8 +22,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from mailvoice.backoff import Backoff, retry
-from mailvoice.config import AccountSettings, ConfigError, is_loopback, read_secret
-from mailvoice.errors import SourceError
+from mailvoice.config import AccountSettings, is_loopback, read_secret
+from mailvoice.errors import ConfigError, SourceError
 from mailvoice.mail.source import Cursor, CursorStore, SourceItem, SourceRef
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class ImapSource:
         self.stop = stop or threading.Event()
         self.backoff = backoff or Backoff(base=1.0, cap=300.0)
         self._client: Any = None
+        self._caps: set[bytes] = set()
         self._selected: str | None = None
         self._states: dict[str, _Folder] = {}
         self._warned: set[str] = set()
@@ -131,8 +132,9 @@ class ImapSource:
             raise SourceError(f"{self.where}: {action} failed: {exc or type(exc).__name__}") from exc
 
     def connect(self) -> None:
-        """Connect, (STARTTLS,) log in; one attempt. Per-folder state is rebuilt on first use."""
+        """Connect, (STARTTLS,) log in and select each folder; one attempt. Raises SourceError or ConfigError."""
         from imapclient import IMAPClient, SocketTimeout
+        from imapclient.exceptions import CapabilityError
 
         self.close()
         s = self.settings
@@ -147,7 +149,7 @@ class ImapSource:
                 if s.tls == "starttls":
                     if b"STARTTLS" not in client.capabilities():
                         raise SourceError(f"{self.where}: the server offers no STARTTLS; use tls = 'implicit' "
-                                          "(usually port 993) or fix the server")
+                                          "(usually port 993) or fix the server") from CapabilityError("STARTTLS")
                     client.starttls(ssl_context=ctx)
                 client.login(s.username, password)
                 self._caps = set(client.capabilities())
@@ -157,6 +159,8 @@ class ImapSource:
             raise
         self._client = client
         log.info("%s: connected (%s)", self.where, s.tls)
+        for folder in self.folders:  # first contact baselines here: what is there now is old mail
+            self._sync(folder)
 
     def reconnect(self, max_attempts: int | None = None) -> None:
         """Reconnect with exponential backoff and full jitter; permanent errors (login, certificate) re-raise."""
@@ -195,8 +199,8 @@ class ImapSource:
         self._selected = folder
         return sel
 
-    def _sync(self, folder: str) -> _Folder:
-        """Select the folder and reconcile the session state with UIDVALIDITY/UIDNEXT."""
+    def _sync(self, folder: str) -> tuple[_Folder, int]:
+        """Select the folder and reconcile the session state with UIDVALIDITY/UIDNEXT; returns it and UIDNEXT."""
         sel = self._select(folder)
         validity, uidnext = int(sel[b"UIDVALIDITY"]), int(sel[b"UIDNEXT"])
         perm = sel.get(b"PERMANENTFLAGS", ())
@@ -214,7 +218,7 @@ class ImapSource:
             st = self._rescan(folder, validity, uidnext, st.baseline, st.saved)
         st.keywords_ok = keywords_ok
         self._states[folder] = st
-        return st
+        return st, uidnext
 
     def _baseline(self, folder: str, validity: int, uidnext: int) -> _Folder:
         if self.since is None:
@@ -261,19 +265,24 @@ class ImapSource:
             room = limit - len(items)
             if room <= 0:
                 break
-            st = self._sync(folder)
+            st, uidnext = self._sync(folder)
             if st.queue:
-                uids, from_queue = st.queue[:room], True
+                uids = st.queue[:room]
                 del st.queue[:room]
+                items.extend(self._fetch(st, uids, check_date=True))
             else:
                 with self._errors("UID SEARCH"):
                     found = self.client.search(["UID", f"{st.seen_upto + 1}:*"])
                 # Dovecot returns the last message again when nothing is new.
-                uids, from_queue = sorted(int(u) for u in found if int(u) > st.seen_upto)[:room], False
-            if uids:
-                items.extend(self._fetch(st, uids, check_date=from_queue))
-                if not from_queue:
-                    st.seen_upto = max(st.seen_upto, uids[-1])
+                new = sorted(int(u) for u in found if int(u) > st.seen_upto)
+                uids = new[:room]
+                if uids:
+                    items.extend(self._fetch(st, uids, check_date=False))
+                    st.seen_upto = uids[-1]
+                if len(uids) == len(new):
+                    # Every UID below UIDNEXT (as of SELECT) that still exists was found: the gap is expunged
+                    # mail, so skip it, or the poller would see "UIDNEXT moved" forever.
+                    st.seen_upto = max(st.seen_upto, uidnext - 1)
             self._save(st)
         return items
 
@@ -318,8 +327,10 @@ class ImapSource:
         if ref.account != self.name or ref.uid is None:
             raise ValueError(f"{ref} does not belong to {self.where}")
         st = self._states.get(ref.folder)
-        sel = self._select(ref.folder)
-        if st is None or int(sel[b"UIDVALIDITY"]) != ref.uidvalidity or st.uidvalidity != ref.uidvalidity:
+        if st is None or self._selected != ref.folder:
+            # UIDVALIDITY cannot change while a folder stays selected; after a new SELECT it is checked again.
+            st, _ = self._sync(ref.folder)
+        if st.uidvalidity != ref.uidvalidity:
             log.warning("%s: %s: UIDVALIDITY changed since the fetch; not marked at the source (the ledger "
                         "has it)", self.where, ref)
             return
@@ -371,13 +382,17 @@ class ImapSource:
 
     def _idle_wait(self, timeout: float) -> bool:
         folder = self.folders[0]
-        if folder not in self._states:
-            return True  # never fetched: the caller should fetch first
+        st = self._states.get(folder)
+        if st is None or st.queue:
+            return True  # never fetched, or a rescan is still draining: fetch first
         if self._selected != folder:
             self._select(folder)
         deadline = time.monotonic() + timeout
         changed = False
         with self._errors("IDLE"):
+            # Mail that came between the last fetch and IDLE may have been announced already (and swallowed).
+            if any(int(u) > st.seen_upto for u in self.client.search(["UID", f"{st.seen_upto + 1}:*"])):
+                return True
             while not changed and not self.stop.is_set() and time.monotonic() < deadline:
                 self.client.idle()
                 armed = time.monotonic()
@@ -436,11 +451,8 @@ def _batches(want: list[tuple[int, int, datetime | None]]) -> Iterator[list[tupl
 
 def is_transient(exc: BaseException) -> bool:
     """Connection trouble is worth retrying; bad credentials, certificates or settings are not."""
-    from imapclient.exceptions import LoginError
+    from imapclient.exceptions import CapabilityError, LoginError
 
     if isinstance(exc, ConfigError):
         return False
-    cause = exc.__cause__
-    if isinstance(cause, LoginError | ssl.SSLCertVerificationError):
-        return False
-    return not (isinstance(exc, SourceError) and cause is None and "offers no STARTTLS" in str(exc))
+    return not isinstance(exc.__cause__, LoginError | CapabilityError | ssl.SSLCertVerificationError)

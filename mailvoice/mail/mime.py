@@ -150,12 +150,13 @@ _MESSAGE_TYPES = (b"message/rfc822", b"message/global")
 _LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n|$)")
 _DELIM = re.compile(rb"(?:\A|(?<=[\r\n]))--([^\r\n]*)")
 _BOUNDARY = re.compile(rb'boundary\*?0?\*?[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
-_CTYPE = re.compile(rb"^content-type[ \t]*:[ \t]*([!-~]+?)[ \t]*(?:;|$)", re.IGNORECASE)
+_CTYPE = re.compile(rb"^content-type[ \t]*:", re.IGNORECASE)
+_COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
 _CTE = re.compile(rb"^content-transfer-encoding[ \t]*:[ \t]*([!-~]+)", re.IGNORECASE)
 
 
-def _scan_headers(raw: bytes, pos: int, limits: MimeLimits) -> tuple[int, bytes, bytes, bytes]:
-    """Check one header block; return (body start, content type, boundary, transfer encoding)."""
+def _scan_headers(raw: bytes, pos: int, limits: MimeLimits) -> tuple[int, bytes, list[bytes], bytes]:
+    """Check one header block; return (body start, content type, boundaries, transfer encoding)."""
     fields: list[bytearray] = []
     end = len(raw)
     while pos < end:
@@ -173,19 +174,31 @@ def _scan_headers(raw: bytes, pos: int, limits: MimeLimits) -> tuple[int, bytes,
             fields.append(bytearray(line))
         if len(fields[-1]) > limits.max_header_bytes:
             raise _limit(limits, "max_header_bytes", f"> {limits.max_header_bytes}", limits.max_header_bytes)
-    ctype = boundary = cte = b""
+    ctype = cte = b""
+    boundaries: list[bytes] = []
     for item in fields:
         if m := _CTYPE.match(item):
-            ctype = m.group(1).lower()
-            if b := _BOUNDARY.search(item):
-                boundary = (b.group(1) or b.group(2) or b"").split(b"''", 1)[-1].rstrip()
+            # Comments are legal anywhere in the field; the stdlib skips them, so must we.
+            bare = bytes(item[m.end(0):])
+            for _ in range(4):
+                bare = _COMMENT.sub(b"", bare)
+            ctype = re.sub(rb"\s+", b"", bare.split(b";", 1)[0]).lower()
+            for source in (bytes(item), bare):
+                for b in _BOUNDARY.finditer(source):
+                    value = (b.group(1) or b.group(2) or b"").split(b"''", 1)[-1].rstrip()
+                    if value and value not in boundaries:
+                        boundaries.append(value)
         elif m := _CTE.match(item):
             cte = m.group(1).lower()
-    return pos, ctype, boundary, cte
+    return pos, ctype, boundaries, cte
 
 
 def _prescan(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int = 0) -> int:
     """Estimate depth and part count on the raw bytes, so a bomb never reaches the recursive parser."""
+    delimiters = sum(1 for _ in _DELIM.finditer(raw))
+    # Every MIME part needs a line starting with "--": a hard bound whatever boundary syntax we missed.
+    if delimiters > max(4 * limits.max_parts, 2000):
+        raise _limit(limits, "max_parts", f"(~{delimiters} boundary lines)", limits.max_parts)
     stack: list[tuple[bytes, int]] = []
     parts = 0
     pos, depth = 0, base_depth
@@ -197,9 +210,9 @@ def _prescan(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int = 0)
                 raise _limit(limits, "max_parts", f"> {limits.max_parts}", limits.max_parts)
             if depth > limits.max_depth:
                 raise _limit(limits, "max_depth", f"> {limits.max_depth}", limits.max_depth)
-            pos, ctype, boundary, cte = _scan_headers(raw, pos, limits)
-            if ctype.startswith(b"multipart/") and boundary:
-                stack.append((boundary, depth))
+            pos, ctype, boundaries, cte = _scan_headers(raw, pos, limits)
+            # Any declared boundary counts, multipart or not: over-counting is safe, missing one is not.
+            stack.extend((boundary, depth) for boundary in boundaries)
             if ctype in _MESSAGE_TYPES and cte not in (b"base64", b"quoted-printable"):
                 depth += 1
                 continue
@@ -358,9 +371,9 @@ def _content_type(msg: Message) -> str:
 
 def _leaf(node: _Node) -> MimePart:
     msg = node.msg
-    data: object = _safe(lambda: msg.get_payload(decode=True), b"")
+    data: object = _safe(lambda: msg.get_payload(decode=True), None)
     raw_name = _safe(msg.get_filename, None) or _safe(
-        lambda: collapse_rfc2231_value(msg.get_param("name") or ""), None)  # type: ignore[arg-type]
+        lambda: collapse_rfc2231_value(msg.get_param("name") or ""), None)
     filename = clean_header_text(raw_name, 255) if isinstance(raw_name, str) else None
     disposition = _safe(msg.get_content_disposition, None)
     charset = _safe(msg.get_content_charset, None)

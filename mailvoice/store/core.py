@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from types import TracebackType
 
-from sqlalchemy import Connection, distinct, select, union
+from sqlalchemy import Connection, select, union
 from sqlalchemy.exc import IntegrityError
 
 from mailvoice.crypto import Sealer
@@ -47,6 +47,7 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries):
     @classmethod
     def open(cls, url: str, sealer: Sealer, *, keep_audio: bool = True, recover: bool = True) -> Store:
         """Open, creating tables if missing; with recover, mails a crash left 'sending' are pending again."""
+        # recover assumes one sender per database (the default deployment); a scaled-out worker passes False.
         store = cls(Db(make_engine(url), sealer, keep_audio=keep_audio))
         try:
             _init_schema(store._db)
@@ -108,8 +109,9 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries):
             with self._db.read() as conn:
                 if ledger_rows.known(conn, ref):
                     return "duplicate"
-            raise StoreError(f"store {self._db.where}: recording {what} {ref.account}/{ref.folder} "
-                             f"uid {ref.uid} failed ({exc.orig}); nothing was recorded") from exc
+            item = f"uid {ref.uid}" if ref.uid is not None else f"key {ref.key}"
+            raise StoreError(f"store {self._db.where}: recording {what} {ref.account}/{ref.folder} {item} "
+                             f"failed ({exc.orig}); nothing was recorded") from exc
         return "recorded"
 
     def record_processed(self, ref: SourceRef, messages: Sequence[NewMessage] = (),
@@ -143,7 +145,7 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries):
 
     def key_ids_in_use(self) -> frozenset[str]:
         """Every key id some record is sealed with (a key may be retired once it is absent here)."""
-        query = union(*(select(distinct(table.c.key_id)) for table, _ in SEALED.values()))
+        query = union(*(select(table.c.key_id).distinct() for table, _ in SEALED.values()))
         with self._db.read() as conn:
             return frozenset(str(k) for k in conn.execute(query).scalars())
 

@@ -78,8 +78,8 @@ class Cursor:
     uidvalidity: int
     last_uid: int
     """Highest UID already looked at; the next poll asks for last_uid+1:*."""
-    baseline: bool = False
-    """True once the first connection took UIDNEXT as the starting point (old mail left alone)."""
+    baseline: float = 0.0
+    """Epoch seconds of the first connection (or of `since`): mail that arrived before it is old mail."""
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def rotate_keys(store: Store, keyring_path: Path, *, retire: bool = False, add_k
     missing = store.key_ids_in_use() - set(ring.keys)
     if missing:
         raise StoreError(f"records are sealed with key id(s) {', '.join(sorted(missing))}, which key file "
-                         f"{keyring_path} lacks (from {'MAILVOICE_KEY'}?); add them to it before rotating")
+                         f"{keyring_path} lacks (from MAILVOICE_KEY?); add them to it before rotating")
     if add_key:
         ring = ring.rotate(keyring_path)
     store.use_sealer(Sealer(ring))

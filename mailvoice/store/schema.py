@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     DateTime,
     Float,
@@ -119,7 +118,7 @@ cursors = Table(
     Column("folder", String(_NAME), primary_key=True),
     Column("uidvalidity", BigInteger, nullable=False),
     Column("last_uid", BigInteger, nullable=False),
-    Column("baseline", Boolean, nullable=False),
+    Column("baseline", Float, nullable=False),
     _ts("updated_at"),
 )
 
