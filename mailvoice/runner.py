@@ -9,6 +9,7 @@ coalesced, one instance) and the outbox job. Nothing blocking runs on the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -158,10 +159,14 @@ def build_bindings(settings: Settings, store: Store, since: datetime | None = No
     cursors = StoreCursors(store)
     out: list[Binding] = []
     for acc in settings.accounts:
-        out.append(Binding(_account_context(acc), lambda acc=acc: ImapSource(acc, cursors, since=since),
+        out.append(Binding(_account_context(acc), functools.partial(ImapSource, acc, cursors, since=since),
                            acc.poll_interval))
+    demo = not settings.accounts and not settings.maildirs
     for md in _maildirs(settings, create_demo=True):
-        out.append(Binding(_maildir_context(md), lambda md=md: MaildirSource(md, cursors, since=since), 10.0))
+        # The demo mailbox is made to be processed: every mail in it counts as new.
+        md_since = datetime.fromtimestamp(0, UTC) if demo else since
+        out.append(Binding(_maildir_context(md), functools.partial(MaildirSource, md, cursors, since=md_since),
+                           10.0))
     return out
 
 
@@ -249,7 +254,10 @@ class Runner:
             if job is not None:
                 job.modify(next_run_time=datetime.now(UTC))
 
-        workers = [SourceThread(b, self, lambda: loop.call_soon_threadsafe(kick_outbox)) for b in bindings]
+        def on_work() -> None:
+            loop.call_soon_threadsafe(kick_outbox)
+
+        workers = [SourceThread(b, self, on_work) for b in bindings]
         for w in workers:
             scheduler.add_job(w.wake.set, "interval", seconds=w.binding.poll_interval,
                               id=f"poll:{w.binding.ctx.account}")

@@ -8,6 +8,7 @@ process (PR_SET_PDEATHSIG plus atexit), from a fresh directory under the system 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import grp
 import logging
@@ -188,17 +189,34 @@ class DovecotServer:
             self.stop()
             raise RuntimeError(f"{exc}\ndovecot.log tail:\n{log}") from exc
 
+    def _children(self, pid: int) -> list[int]:
+        """Pids whose parent is `pid` (from /proc), so they can be ended by id."""
+        out = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rpartition(")")[2].split()[1]) == pid:
+                    out.append(int(entry.name))
+        return out
+
     def stop(self) -> None:
-        """SIGTERM and reap; Dovecot's children exit when the master goes."""
+        """SIGTERM and reap. Mail processes serving open sessions outlive the master: end them by pid too."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
+        children = self._children(proc.pid)
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         if proc.stderr:
             proc.stderr.close()
 

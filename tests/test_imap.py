@@ -90,9 +90,7 @@ def test_plaintext_only_for_loopback_with_explicit_opt_in(mail_user: MailUser) -
     src = source(mail_user, tls="none", allow_plaintext=True)
     try:
         mail_user.append(msg(1))
-        assert src.fetch_new() == []  # baseline taken after the append... so nothing
-        mail_user.append(msg(2))
-        assert ids(src.fetch_new()) == [2]
+        assert ids(src.fetch_new()) == [1]
     finally:
         src.close()
 

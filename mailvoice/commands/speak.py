@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             chunks.append(chunk)
         progress.update(task, description="encoding")
         clip = assemble(chunks)
-        data = encode_audio(clip, fmt)  # type: ignore[arg-type]
+        data = encode_audio(clip, fmt)
     write_atomic(out, data)
     console.info(f"wrote {out} ({clip.duration:.1f} s, {len(data)} bytes)")
     return 0

@@ -35,6 +35,9 @@ IDLE_SLICE_S = 1.0
 BODY_BATCH = 20
 BODY_BATCH_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+BASELINE_SLACK_S = 15 * 60.0
+"""A rescan also takes mail this much older than the baseline: INTERNALDATE is the server's clock (whole
+seconds), the baseline ours; losing new mail to clock skew is worse than a few old messages more."""
 _FORBIDDEN = frozenset("\r\n\0\"\\")
 
 
@@ -299,7 +302,7 @@ class ImapSource:
             if DONE_KEYWORD in flags:
                 continue  # done in an earlier session (the keyword outlives UID changes)
             when = m.get(b"INTERNALDATE")
-            if check_date and isinstance(when, datetime) and when.timestamp() < st.baseline:
+            if check_date and isinstance(when, datetime) and when.timestamp() < st.baseline - BASELINE_SLACK_S:
                 continue  # old mail found by a rescan
             size = int(m.get(b"RFC822.SIZE", 0))
             if size > self.max_message_bytes:

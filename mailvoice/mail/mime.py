@@ -148,7 +148,7 @@ class _Clock:
 
 _MESSAGE_TYPES = (b"message/rfc822", b"message/global")
 _LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n|$)")
-_DELIM = re.compile(rb"(?:\A|(?<=[\r\n]))--([^\r\n]*)")
+_EOL = re.compile(rb"[\r\n]")
 _BOUNDARY = re.compile(rb'boundary\*?0?\*?[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
 _CTYPE = re.compile(rb"^content-type[ \t]*:", re.IGNORECASE)
 _COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
@@ -193,9 +193,23 @@ def _scan_headers(raw: bytes, pos: int, limits: MimeLimits) -> tuple[int, bytes,
     return pos, ctype, boundaries, cte
 
 
+def _next_delimiter(raw: bytes, pos: int) -> tuple[bytes, int] | None:
+    """The next line at or after pos that starts with "--": (the rest of the line, where it ends)."""
+    if pos == 0 and raw.startswith(b"--"):
+        start = 2
+    else:
+        hits = [i for i in (raw.find(b"\n--", max(pos - 1, 0)), raw.find(b"\r--", max(pos - 1, 0))) if i >= 0]
+        if not hits:
+            return None
+        start = min(hits) + 3
+    eol = _EOL.search(raw, start)
+    end = eol.start() if eol else len(raw)
+    return raw[start:end], end
+
+
 def _prescan(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int = 0) -> int:
     """Estimate depth and part count on the raw bytes, so a bomb never reaches the recursive parser."""
-    delimiters = sum(1 for _ in _DELIM.finditer(raw))
+    delimiters = raw.count(b"\n--") + raw.count(b"\r--") + raw.startswith(b"--")
     # Every MIME part needs a line starting with "--": a hard bound whatever boundary syntax we missed.
     if delimiters > max(4 * limits.max_parts, 2000):
         raise _limit(limits, "max_parts", f"(~{delimiters} boundary lines)", limits.max_parts)
@@ -220,10 +234,10 @@ def _prescan(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int = 0)
         # The next delimiter line of any open multipart starts the next header block.
         while True:
             clock.check()
-            match = _DELIM.search(raw, pos)
-            if match is None:
+            found = _next_delimiter(raw, pos)
+            if found is None:
                 return parts
-            line, pos = match.group(1), match.end()
+            line, pos = found
             for i in range(len(stack) - 1, -1, -1):
                 boundary, level = stack[i]
                 if not line.startswith(boundary):
