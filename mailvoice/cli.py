@@ -25,6 +25,11 @@ _COMMANDS: dict[str, str] = {
     "show": "messages",
     "quarantine": "messages",
     "bench": "bench",
+    "dictate": "dictate",
+    "serve": "serve",
+    "summary": "summary",
+    "send": "send",
+    "reply": "send",
 }
 
 
@@ -82,8 +87,46 @@ def build_parser() -> argparse.ArgumentParser:
     q = qs.add_parser("retry")
     q.add_argument("id")
 
+    s = sub.add_parser("dictate", help="live dictation from the microphone or a file, then send or save a draft")
+    s.add_argument("--to", action="append", default=[], metavar="ADDR")
+    s.add_argument("--subject", metavar="S")
+    s.add_argument("--account", metavar="NAME", help="account for drafts and the sender (default: the first)")
+    s.add_argument("--input", default="mic", metavar="mic|FILE",
+                   help="'mic' (sounddevice) or an audio file played at real-time pace")
+    s.add_argument("--json", action="store_true", help="partial/final events as JSON lines")
+    s.add_argument("--fast", action="store_true", help="with --input FILE: feed as fast as possible, not real time")
+
+    s = sub.add_parser("serve", help="web page: browser dictation, transcripts, spoken summaries, podcast feed")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--token", help="access token (default: from config, else generated and printed)")
+
+    s = sub.add_parser("summary", help="a spoken summary of the inbox")
+    s.add_argument("--account", metavar="A")
+    s.add_argument("--since", default="24h", metavar="AGE", help="e.g. 24h, 3d (default 24h)")
+    s.add_argument("-o", "--output", metavar="OUT", help="write the audio here (.ogg, .mp3, .wav)")
+    s.add_argument("--send", action="store_true", help="mail it to the owner")
+
+    s = sub.add_parser("send", help="send a voice email: audio in, transcript + audio out")
+    s.add_argument("--to", action="append", default=[], metavar="ADDR", required=True)
+    s.add_argument("--cc", action="append", default=[], metavar="ADDR")
+    s.add_argument("--subject", metavar="S")
+    s.add_argument("--account", metavar="NAME")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--audio", metavar="FILE")
+    g.add_argument("--record", action="store_true", help="record from the microphone")
+    s.add_argument("--yes", action="store_true", help="send without showing the transcript for review")
+
+    s = sub.add_parser("reply", help="reply to a stored message by voice")
+    s.add_argument("id")
+    s.add_argument("--account", metavar="NAME")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--audio", metavar="FILE")
+    g.add_argument("--record", action="store_true")
+    s.add_argument("--yes", action="store_true")
+
     s = sub.add_parser("bench", help="benchmarks: speed and memory as ratios against a baseline in the same process")
-    s.add_argument("what", choices=["asr", "tts", "mail"])
+    s.add_argument("what", choices=["asr", "tts", "mail", "dictation"])
     s.add_argument("--json", action="store_true")
     s.add_argument("--seconds", type=float, default=30.0, help="length of the benchmark speech (asr/tts)")
     return p

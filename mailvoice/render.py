@@ -61,13 +61,15 @@ def marked_text(transcript: Transcript, threshold: float, *, as_html: bool) -> s
         token = w.word.strip()
         if not token:
             continue
+        # Whisper words carry their own leading space; punctuation-led pieces (".30", ",") attach directly.
+        space = " " if out and w.word[:1].isspace() else ""
         if w.probability < threshold:
             token = (f'<span style="background: #fff3b0">{html.escape(token)}</span>' if as_html
                      else f"[{token}?]")
         elif as_html:
             token = html.escape(token)
-        out.append(token)
-    return " ".join(out)
+        out.append(space + token)
+    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,9 +103,9 @@ def asterisk_mail(audio: bytes | None = None, msgid: str = "<Asterisk-5-12345678
                         extra=[("Content-Description", "Voicemail sound attachment.")])]
     if second_audio is not None:
         parts.append(audio_part(second_audio, "audio/x-wav", "msg0005.wav"))
-    return message(_common('"Asterisk PBX" <asterisk@pbx.example.com>', "[PBX]: New message 5 in mailbox 100",
-                           msgid) + [("X-Asterisk-CallerID", "5551234567"),
-                                     ("X-Asterisk-CallerIDName", "Alice Smith")],
+    return message([*_common('"Asterisk PBX" <asterisk@pbx.example.com>', "[PBX]: New message 5 in mailbox 100",
+                             msgid), ("X-Asterisk-CallerID", "5551234567"),
+                    ("X-Asterisk-CallerIDName", "Alice Smith")],
                    parts, boundary="----voicemail_51001234567890")
 
 
@@ -147,9 +147,9 @@ def teams_mail(audio: bytes | None = None) -> bytes:
             "<p><b>Transcription preview</b></p><p>Hi Bob, please call me back about the contract.</p>"
             '<p style="font-size:0px">hidden tracking words</p>'
             '<a href="https://teams.microsoft.com/l/voicemail">Play in Microsoft Teams</a></div></body></html>')
-    return message(_common('"Alice Smith" <alice.smith@contoso.example>', "Voice Mail (23 seconds)",
-                           "<DM6PR11MB4000.namprd11.prod.outlook.com@contoso.example>")
-                   + [("X-MS-Exchange-Organization-SCL", "-1")],
+    return message([*_common('"Alice Smith" <alice.smith@contoso.example>', "Voice Mail (23 seconds)",
+                             "<DM6PR11MB4000.namprd11.prod.outlook.com@contoso.example>"),
+                    ("X-MS-Exchange-Organization-SCL", "-1")],
                    [text_part(html, "html"), audio_part(audio or tiny_wav(), "audio/mpeg", "audio.mp3")],
                    boundary="_004_DM6PR11MB4000namprd11prod_")
 
@@ -163,7 +163,7 @@ def google_voice_mail() -> bytes:
     alt_ctype, alt_body = multipart("alternative", [text_part(text), text_part(html, "html")], "000alt")
     headers = _common('"Google Voice" <voice-noreply@google.com>', "New voicemail from (555) 123-4567 at 3:14 PM",
                       "<0000000000001234abcd@google.com>")
-    return entity(headers + [("MIME-Version", "1.0"), ("Content-Type", alt_ctype)], alt_body)
+    return entity([*headers, ("MIME-Version", "1.0"), ("Content-Type", alt_ctype)], alt_body)
 
 
 def cisco_unity_mail(audio: bytes | None = None) -> bytes:
@@ -303,8 +303,8 @@ def mislabelled_audio_mail() -> bytes:
 
 def text_only_mail() -> bytes:
     """A normal text mail: no recordings."""
-    return message(_common("Dave <dave@example.org>", "Lunch?", "<lunch@example.org>"),
-                   body=b"Content-Type: text/plain; charset=utf-8\r\n\r\nLunch at noon? The audio.wav is a joke.\r\n")
+    return entity([*_common("Dave <dave@example.org>", "Lunch?", "<lunch@example.org>"), ("MIME-Version", "1.0"),
+                   ("Content-Type", "text/plain; charset=utf-8")], "Lunch at noon? The audio.wav is a joke.\r\n")
 
 
 def html_hidden_mail() -> bytes:
@@ -323,7 +323,8 @@ def html_hidden_mail() -> bytes:
 
 def part_bomb(count: int = 50_000) -> bytes:
     """A flat multipart with count tiny parts (~1.8 MB for 50,000)."""
-    head = b"From: a@example.com\r\nSubject: bomb\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    head = (b"From: a@example.com\r\nSubject: bomb\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n")
     return head + b"--b\r\n\r\nx\r\n" * count + b"--b--\r\n"
 
 

@@ -30,7 +30,7 @@ _DURATION_LABELS = ("duration", "length", "dauer", "länge", "lange", "durée", 
 # "... voicemail from WHO ..." in a subject or a sentence.
 _FROM_PHRASE = re.compile(
     r"(?:voice\s*-?\s*mail|voice\s+message|message|sprachnachricht|nachricht|message\s+vocal|"
-    r"mensaje(?:\s+de\s+voz)?|messaggio(?:\s+vocale)?)(?:\s+\d+)?\s+(?:from|von|de|da)\s+(?P<who>[^\n]{1,120})",
+    r"mensaje\s+de\s+voz|mensaje(?!\s+de\s+voz\b)|messaggio\s+vocale|messaggio(?!\s+vocale\b))(?:\s+\d+)?\s+(?:from|von|de|da)\s+(?P<who>[^\n]{1,120})",
     re.IGNORECASE)
 _ASTERISK_FROM = re.compile(r"\bin\s+mailbox\s+\S+\s+from\s+(?P<who>[^\n]{1,120}?),\s+on\b", re.IGNORECASE)
 _ASTERISK_DURATION = re.compile(r"\b(?P<dur>\d{1,3}:\d{2}(?::\d{2})?)\s+long\s+message\b", re.IGNORECASE)
@@ -39,13 +39,17 @@ _PAREN_DURATION = re.compile(
     re.IGNORECASE)
 _WHO_END = re.compile(
     r",\s+on\b|\s+on\s|\s+at\s+\d|\s+um\s+\d|\s+am\s+\d|\s+le\s+\d|\s+el\s+\d|\s+f[üu]r\s|\s+for\s|"
-    r"\s+auf\s|\s+in\s+mailbox\b|\s+-\s|\s+received\b|[.!;](?:\s|$)|\s{3,}|\t",
+    r"\s+auf\s|\s+in\s+mailbox\b|\s+-\s|\s+received\b|[.!;,](?:\s|$)|\s{3,}|\t",
     re.IGNORECASE)
 _PHONE = re.compile(r"(?:tel:)?\+?\(?\d[\d\s().\-/]{1,30}\d|\d{3,}")
 _UNKNOWN = re.compile(
     r"^(?:an?\s+)?(?:unknown(?:\s+caller)?|anonymous|private(?:\s+(?:caller|number))?|restricted|unavailable|"
     r"withheld|no\s+caller\s*id|unbekannt|anonym|inconnu|masqu[ée]|desconocido|privado|oculto|sconosciuto)$",
     re.IGNORECASE)
+# A plausible person or extension name: starts with a letter, then letters, digits and name punctuation.
+_NAME = re.compile(r"[^\W\d_](?:[^\W_]|[ .'’&,()/-]){0,79}")
+_ANGLE_ID = re.compile(r'"?(?P<name>[^"<]*?)"?\s*<(?P<num>[^<>]*)>')
+_PAREN_ID = re.compile(r"(?P<name>.*?)\s*\((?P<num>\+?[\d\s.\-/]+)\)")
 _HMS = re.compile(r"^(?:(?P<h>\d{1,2}):)?(?P<m>\d{1,3}):(?P<s>\d{2})(?:\.\d+)?\b")
 _UNITS = re.compile(
     r"^(?:(?P<min>\d{1,4})\s*(?:min|mins|minutes?|minuten|minutos|minuti)\.?\s*(?:and\s+|und\s+|et\s+|y\s+)?)?"
@@ -119,9 +123,7 @@ def split_caller_id(value: str) -> tuple[str | None, str | None]:
     text = " ".join(value.replace("\u00a0", " ").split()).strip(" ,;:")
     if not text or "@" in text or _UNKNOWN.match(text.strip("\"'<>() ")):
         return None, None
-    if match := re.fullmatch(r'"?(?P<name>[^"<]*?)"?\s*<(?P<num>[^<>]*)>', text):
-        name, number = match["name"], normalize_number(match["num"])
-    elif match := re.fullmatch(r"(?P<name>.*?)\s*\((?P<num>\+?[\d\s.\-/]+)\)", text):
+    if match := _ANGLE_ID.fullmatch(text) or _PAREN_ID.fullmatch(text):
         name, number = match["name"], normalize_number(match["num"])
     elif match := _PHONE.search(text):
         number = normalize_number(match.group(0))
@@ -129,7 +131,7 @@ def split_caller_id(value: str) -> tuple[str | None, str | None]:
     else:
         name, number = text, None
     name = clean_header_text(name.strip(" \"'<>()[],;:-"), 80)
-    if not name or _UNKNOWN.match(name) or not any(ch.isalpha() for ch in name):
+    if not _NAME.fullmatch(name) or _UNKNOWN.match(name):
         name = None
     return name, number
 

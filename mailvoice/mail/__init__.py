@@ -1,0 +1,1 @@
+"""Mail: safe parsing, voicemail detection, caller extraction, header safety, sources and sinks."""
