@@ -149,6 +149,10 @@ class SmtpSettings:
     sender: str = ""
     """From address of mails mailvoice sends."""
     timeout: float = 30.0
+    retry_base: float = 30.0
+    """First retry after up to this many seconds (full jitter), doubling per attempt."""
+    retry_cap: float = 3600.0
+    """Longest wait between two retries, in seconds."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,38 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class SummarySettings:
+    cron: str = ""
+    """When every account gets its spoken summary: a crontab line ("0 7 * * mon-fri"; six fields = seconds
+    first); empty = no scheduled summary."""
+    account_cron: tuple[str, ...] = ()
+    """Per-account overrides as "NAME=CRON" (or "NAME=off")."""
+    timezone: str = ""
+    """IANA zone for the cron times (e.g. "Europe/Berlin"); empty = the machine's local zone."""
+    since: str = "24h"
+    """How far back a scheduled summary looks (e.g. 24h, 3d)."""
+    vip: tuple[str, ...] = ()
+    """Senders spoken first: addresses, or "@domain" for a whole domain."""
+    format: Literal["ogg", "mp3"] = "ogg"
+    send: bool = True
+    """Mail each scheduled summary to the owners (delivery.owners, else the account's address)."""
+    folder: Path | None = None
+    """Also write each summary's audio file into this folder."""
+    max_items: int = 20
+    sentences: int = 2
+    """Sentences of each mail body or voicemail transcript read out."""
+
+
+@dataclass(frozen=True)
+class VoiceEmailSettings:
+    format: Literal["ogg", "mp3"] = "ogg"
+    """Audio attached to voice emails: Ogg/Opus (small) or MP3 (plays in every mail client)."""
+    sent_folder: str = ""
+    """Where a copy goes (IMAP APPEND); empty = the server's \\Sent special-use folder, else "Sent"."""
+    append_sent: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     general: GeneralSettings = field(default_factory=GeneralSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
@@ -174,6 +210,8 @@ class Settings:
     tts: TtsSettings = field(default_factory=TtsSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    summary: SummarySettings = field(default_factory=SummarySettings)
+    voice_email: VoiceEmailSettings = field(default_factory=VoiceEmailSettings)
     accounts: tuple[AccountSettings, ...] = ()
     maildirs: tuple[MaildirSettings, ...] = ()
     source: Path | None = None
@@ -187,6 +225,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "tts": TtsSettings,
     "smtp": SmtpSettings,
     "delivery": DeliverySettings,
+    "summary": SummarySettings,
+    "voice_email": VoiceEmailSettings,
 }
 _LISTS: dict[str, type[Any]] = {"accounts": AccountSettings, "maildirs": MaildirSettings}
 

@@ -41,10 +41,11 @@ class FlushStats:
     failed: int = 0
 
 
-def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
-    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempts)), never under 1 s."""
-    ceiling = min(RETRY_CAP, RETRY_BASE * 2.0 ** min(attempts, 30))
-    return max(1.0, (rng or random).uniform(0.0, ceiling))
+def retry_delay(attempts: int, base: float = RETRY_BASE, cap: float = RETRY_CAP,
+                rng: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempts)), never under 0.5 s."""
+    ceiling = min(cap, base * 2.0 ** min(max(attempts - 1, 0), 30))
+    return max(0.5, (rng or random).uniform(0.0, ceiling))
 
 
 class Outbox:
@@ -110,7 +111,7 @@ class Outbox:
             log.error("outbox %s failed permanently: %s", row.id, why)
             await asyncio.to_thread(self._notify_owner, row, why)
             return "failed"
-        delay = retry_delay(row.attempts)
+        delay = retry_delay(row.attempts, self._settings.smtp.retry_base, self._settings.smtp.retry_cap)
         await asyncio.to_thread(self._store.mark_retry, row.id, now + timedelta(seconds=delay), str(exc))
         log.warning("outbox %s: %s; retry in %.0f s", row.id, exc, delay)
         return "retry"

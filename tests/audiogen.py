@@ -21,6 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 import numpy.typing as npt
+from av.audio.stream import AudioStream
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -64,10 +65,13 @@ def encode_pyav(
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=muxer) as out:
         stream = out.add_stream(codec, rate=out_rate, options=options or {})
+        assert isinstance(stream, AudioStream)
         stream.codec_context.layout = layout
         if bit_rate:
             stream.codec_context.bit_rate = bit_rate
-        fmt = stream.codec_context.codec.audio_formats[0].name
+        formats = stream.codec_context.codec.audio_formats
+        assert formats
+        fmt = formats[0].name
         resampler = av.AudioResampler(format=fmt, layout=layout, rate=out_rate)
         for start in range(0, len(samples), 4000):
             frame = av.AudioFrame.from_ndarray(samples[None, start:start + 4000], format="flt", layout="mono")
@@ -87,6 +91,7 @@ def silence_pyav(muxer: str, codec: str, rate: int, seconds: float, *, frame: in
     zeros = np.zeros((1, frame), np.int16)
     with av.open(buf, mode="w", format=muxer) as out:
         stream = out.add_stream(codec, rate=rate, options=options or {})
+        assert isinstance(stream, AudioStream)
         stream.codec_context.layout = "mono"
         for pts in range(0, int(seconds * rate), frame):
             f = av.AudioFrame.from_ndarray(zeros, format="s16", layout="mono")

@@ -8,6 +8,7 @@ explicitly mislabelled cases carry non-audio bytes. Nothing here is a committed 
 from __future__ import annotations
 
 import base64
+import email
 import io
 import math
 import quopri
@@ -233,8 +234,8 @@ def forwarded_mail(inner: bytes | None = None, encode_inner: bool = False) -> by
         attached = entity(headers, _b64(inner))
     else:
         attached = entity(headers, inner)
-    return message(_common("Carol <carol@example.org>", "Fwd: [PBX]: New message 5 in mailbox 100",
-                           "<fwd-1@example.org>"),
+    subject = "Fwd: " + str(email.message_from_bytes(inner).get("Subject", ""))
+    return message(_common("Carol <carol@example.org>", subject, "<fwd-1@example.org>"),
                    [text_part("FYI, see the attached voicemail.\n\nCarol\n"), attached], boundary="fwd-outer")
 
 

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -280,13 +281,14 @@ class MailUser:
         client.login(self.user, self.password)
         return client
 
-    def append(self, raw: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = ()) -> int:
-        """IMAP APPEND from another connection; returns the new UID (UIDPLUS)."""
+    def append(self, raw: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = (),
+               when: datetime | None = None) -> int:
+        """IMAP APPEND from another connection (INTERNALDATE `when`, default now); returns the new UID."""
         client = self.client()
         try:
             if not client.folder_exists(folder):
                 client.create_folder(folder)
-            resp = client.append(folder, raw, flags=flags)
+            resp = client.append(folder, raw, flags=flags, msg_time=when)
         finally:
             client.logout()
         # b'[APPENDUID <validity> <uid>] Append completed.'
@@ -369,11 +371,12 @@ class SmtpHandler:
         if self.mode == "permfail":
             return "554 5.7.1 rejected by policy"
         if self.mode == "drop":
-            session.transport.abort()
+            server.transport.abort()
             return "421 4.3.0 closing"  # never reaches the client: the transport is gone
+        tls = session.ssl is not None or server.transport.get_extra_info("sslcontext") is not None
         self.messages.append(Received(
             sender=envelope.mail_from, recipients=tuple(envelope.rcpt_tos), raw=bytes(envelope.original_content),
-            authenticated=bool(session.authenticated), tls=session.ssl is not None,
+            authenticated=bool(session.authenticated), tls=tls,
         ))
         return "250 2.0.0 queued"
 
@@ -383,7 +386,7 @@ def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, aut
 
     ok = (isinstance(auth_data, LoginPassword) and auth_data.login == SMTP_USER.encode()
           and auth_data.password == SMTP_PASSWORD.encode())
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
 class SmtpServer:
@@ -412,11 +415,12 @@ class SmtpServer:
         if self.tls != "none":
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(self.cert, self.key)
-            kwargs = {"authenticator": _authenticator, "auth_require_tls": True, "auth_required": True}
+            kwargs = {"authenticator": _authenticator}
             if self.tls == "starttls":
-                kwargs.update(tls_context=ctx, require_starttls=True)
+                kwargs.update(tls_context=ctx, require_starttls=True, auth_require_tls=True, auth_required=True)
             else:
-                kwargs.update(ssl_context=ctx)
+                # aiosmtpd only counts STARTTLS as TLS for AUTH; this connection is TLS from the first byte.
+                kwargs.update(ssl_context=ctx, auth_require_tls=False, auth_required=False)
         self._controller = Controller(self.handler, hostname=self.host, port=self.port,
                                       server_hostname="localhost", ready_timeout=10, **kwargs)
         self._controller.start()

@@ -117,11 +117,15 @@ def test_non_speech_gives_empty_no_speech_transcript(engine: WhisperEngine, kind
     assert result.duration == pytest.approx(clip.duration)
 
 
+@pytest.fixture(scope="module")
+def engine_without_vad() -> WhisperEngine:
+    return WhisperEngine(AsrSettings(vad_filter=False), general())
+
+
 @pytest.mark.parametrize("kind", ["digital silence", "white noise", "pink noise", "mains hum"])
-def test_non_speech_without_vad_is_caught_by_segment_scores(kind: str) -> None:
+def test_non_speech_without_vad_is_caught_by_segment_scores(engine_without_vad: WhisperEngine, kind: str) -> None:
     """With the VAD gate off, Whisper's classic no-speech rule and the stock-phrase filter still hold."""
-    engine = WhisperEngine(AsrSettings(vad_filter=False), general())
-    result = engine.transcribe(AudioClip(NON_SPEECH[kind](), ASR_RATE, kind))
+    result = engine_without_vad.transcribe(AudioClip(NON_SPEECH[kind](), ASR_RATE, kind))
     assert result.no_speech and result.text == "", result.text
 
 
@@ -172,3 +176,18 @@ def test_registry_loads_whisper_with_options() -> None:
     result = engine.transcribe(speak("Please call me back."))
     assert wer("Please call me back.", result.text) <= 0.25
     assert all(not s.words for s in result.segments)
+
+
+def test_bench_asr_compares_with_bare_faster_whisper() -> None:
+    from speech import piper_engine
+
+    from mailvoice.config import Settings
+    from mailvoice.engines.bench import bench_asr, wav_bytes
+
+    data = wav_bytes(piper_engine(), "Please call me back tomorrow morning.")
+    figures = bench_asr(Settings(general=general()), data, repeats=1)
+    assert figures.model == "tiny.en" and figures.compute_type == "int8"
+    assert 1.5 < figures.audio_seconds < 6.0
+    assert figures.speed > 1.0  # faster than real time even on a slow CI core
+    assert 0.5 < figures.overhead_ratio < 3.0
+    assert figures.peak_rss_mb > 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import wave
 
 import numpy as np
@@ -116,7 +117,7 @@ def test_encoded_formats_are_what_mail_clients_expect() -> None:
     assert encode_audio(clip, "mp3")[:3] in (b"ID3", b"\xff\xfb", b"\xff\xf3")
     assert [content_type_for(f) for f in FORMATS] == ["audio/ogg", "audio/mpeg", "audio/wav"]
     assert [extension_for(f) for f in FORMATS] == [".ogg", ".mp3", ".wav"]
-    with pytest.raises(UnsupportedAudioError, match="tts.format"):
+    with pytest.raises(UnsupportedAudioError, match=r"tts\.format"):
         encode_audio(clip, "aiff")
 
 
@@ -178,7 +179,7 @@ def test_piper_speech_survives_assemble_encode_decode() -> None:
     def envelope(clip: AudioClip) -> np.ndarray:
         hop = clip.sample_rate // 50
         n = len(clip.samples) // hop
-        return np.sqrt(np.mean(clip.samples[: n * hop].reshape(n, hop) ** 2, axis=1))
+        return np.asarray(np.sqrt(np.mean(clip.samples[: n * hop].reshape(n, hop) ** 2, axis=1)))
 
     reference = envelope(speech)
     for fmt in ("ogg", "mp3"):
@@ -187,3 +188,96 @@ def test_piper_speech_survives_assemble_encode_decode() -> None:
         got = envelope(back)
         n = min(len(got), len(reference))
         assert np.corrcoef(got[:n], reference[:n])[0, 1] > 0.95
+
+
+def _direct_form_highpass(x: np.ndarray, rate: int, cutoff: float) -> np.ndarray:
+    """The textbook per-sample biquad (what scipy.signal.lfilter does), as the reference."""
+    k = np.tan(np.pi * cutoff / rate)
+    norm = 1 / (1 + np.sqrt(2) * k + k * k)
+    b0, b1, b2 = norm, -2 * norm, norm
+    a1, a2 = 2 * (k * k - 1) * norm, (1 - np.sqrt(2) * k + k * k) * norm
+    y = np.zeros(len(x))
+    x1 = x2 = y1 = y2 = 0.0
+    for i, v in enumerate(x.astype(np.float64)):
+        y[i] = b0 * v + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2
+        x2, x1, y2, y1 = x1, v, y1, y[i]
+    return y
+
+
+@pytest.mark.parametrize(("rate", "cutoff"), [(16000, 80.0), (8000, 300.0), (16000, 2.0)])
+def test_highpass_is_the_butterworth_biquad(rate: int, cutoff: float) -> None:
+    from mailvoice.audio import highpass
+
+    x = (np.random.default_rng(1).standard_normal(3000) * 0.3 + 0.4).astype(np.float32)
+    opening = np.mean(x[: rate // 100])  # the filter starts settled on the first 10 ms (no start-up click)
+    assert np.max(np.abs(highpass(x, rate, cutoff) - _direct_form_highpass(x - opening, rate, cutoff))) < 1e-5
+
+
+def test_highpass_removes_dc_and_rumble_and_keeps_speech_band() -> None:
+    from mailvoice.audio import highpass
+
+    t = np.arange(16000 * 3) / 16000
+    speech_band = 0.1 * np.sin(2 * np.pi * 1000 * t)
+    x = (0.3 + 0.3 * np.sin(2 * np.pi * 30 * t) + speech_band).astype(np.float32)
+    y = highpass(x, 16000, 80.0)[16000:]  # after the filter has settled
+    spectrum = np.abs(np.fft.rfft(y)) / len(y) * 2
+    assert abs(float(np.mean(y))) < 1e-3
+    assert spectrum[60] < 0.3 / 5  # 30 Hz (bin 60 of 2 s): down by more than 14 dB
+    assert abs(spectrum[2000] - 0.1) < 0.005  # 1 kHz untouched
+
+
+def test_normalize_brings_quiet_speech_to_target_and_leaves_silence_silent() -> None:
+    from mailvoice.audio import normalize
+
+    quiet = tone_bursts(16000, level=0.01 * np.sqrt(2))  # -40 dBFS RMS while sounding
+    out = normalize(quiet, 16000, -20.0)
+    assert abs(rms_db(window(out, 16000, ON_WINDOWS[0])) - (-20.0)) < 1.0
+    assert np.all(window(out, 16000, OFF_WINDOWS[0]) == 0)
+    silence = np.zeros(16000, np.float32)
+    assert np.array_equal(normalize(silence, 16000, -20.0), silence)
+
+
+def test_normalize_caps_gain_on_noise_and_never_clips() -> None:
+    from mailvoice.audio import normalize
+
+    rng = np.random.default_rng(2)
+    hiss = (rng.standard_normal(32000) * 10 ** (-65 / 20)).astype(np.float32)  # a -65 dBFS noise floor
+    assert rms_db(normalize(hiss, 16000, -20.0)) < -65 + 30 + 0.5
+    clicky = tone_bursts(16000, level=0.05)
+    clicky[5000] = 1.0  # one click at full scale
+    out = normalize(clicky, 16000, -20.0)
+    assert np.max(np.abs(out)) <= 10 ** (-1 / 20) + 1e-6
+    loud = tone_bursts(16000, level=0.99)
+    assert rms_db(window(normalize(loud, 16000, -20.0), 16000, ON_WINDOWS[0])) == pytest.approx(-20, abs=1)
+
+
+def test_preprocess_follows_settings_and_is_fast_on_fifteen_minutes() -> None:
+    from mailvoice.audio import preprocess
+    from mailvoice.errors import ConfigError
+
+    clip = AudioClip(samples=tone_bursts(16000, level=0.02) + np.float32(0.2), sample_rate=16000, name="vm")
+    off = preprocess(clip, AudioSettings(highpass_hz=0, normalize=False))
+    assert np.array_equal(off.samples, clip.samples) and off.name == "vm"
+    on = preprocess(clip, AudioSettings(target_dbfs=-23.0))
+    assert abs(float(np.mean(window(on.samples, 16000, (0.8, 1.1))))) < 0.01  # DC gone
+    assert rms_db(window(on.samples, 16000, ON_WINDOWS[1])) == pytest.approx(-23, abs=1)
+    with pytest.raises(ConfigError, match=r"audio\.highpass_hz"):
+        preprocess(clip, AudioSettings(highpass_hz=7500))
+
+    long = AudioClip(samples=(np.random.default_rng(3).standard_normal(16000 * 900) * 0.05).astype(np.float32),
+                     sample_rate=16000)
+    start = time.monotonic()
+    out = preprocess(long)
+    assert time.monotonic() - start < 5.0  # about 0.6 s here; a safety bound, not a benchmark
+    assert out.samples.dtype == np.float32 and len(out.samples) == len(long.samples)
+
+
+def test_load_for_asr_decodes_and_levels_a_quiet_voicemail() -> None:
+    from audiogen import encode_pyav
+
+    from mailvoice.audio import load_for_asr
+
+    quiet = tone_bursts(8000, level=0.005) + np.float32(0.1)
+    clip = load_for_asr(encode_pyav(quiet, 8000, muxer="wav", codec="pcm_s16le"), name="quiet.wav")
+    assert clip.sample_rate == 16000 and clip.name == "quiet.wav"
+    assert rms_db(window(clip.samples, 16000, ON_WINDOWS[0])) == pytest.approx(-20, abs=1.5)

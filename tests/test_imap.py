@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from servers import MailUser
@@ -171,6 +171,9 @@ def test_limit_and_cursor_never_pass_an_unacknowledged_message(mail_user: MailUs
 
 
 def test_acknowledged_mail_is_not_returned_after_uidvalidity_change(mail_user: MailUser) -> None:
+    now = datetime.now(UTC)
+    mail_user.append(msg(7), when=now - timedelta(days=3))  # old mail, before first contact
+    mail_user.append(msg(8), when=now - timedelta(hours=2))  # old too; same or previous day as the baseline
     store = MemoryCursorStore()
     src = source(mail_user, store)
     try:
@@ -313,6 +316,22 @@ def test_idle_wakes_within_two_seconds_of_an_append(mail_user: MailUser) -> None
         mail_user.append(msg(2))
         assert src.wait_for_change(5) is True
         assert ids(src.fetch_new()) == [2]
+    finally:
+        src.close()
+
+
+def test_idle_is_rearmed_and_still_sees_mail(mail_user: MailUser, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailvoice.mail.imap as imap
+
+    monkeypatch.setattr(imap, "REARM_IDLE_S", 0.3)
+    src = source(mail_user)
+    try:
+        src.fetch_new()
+        timer = threading.Timer(1.2, mail_user.append, args=(msg(1),))  # after a few re-arms
+        timer.start()
+        assert src.wait_for_change(10) is True
+        timer.join()
+        assert ids(src.fetch_new()) == [1]
     finally:
         src.close()
 

@@ -162,3 +162,16 @@ def test_unknown_tts_engine_lists_known_names() -> None:
     for name in TTS_ENGINES:
         assert name in str(err.value)
     assert "tts.engine" in str(err.value)
+
+
+@pytest.mark.slow
+def test_bench_tts_reports_first_sentence_latency() -> None:
+    from mailvoice.config import Settings
+    from mailvoice.engines.bench import bench_tts
+
+    figures = bench_tts(Settings(general=general()), "Hello there. This second sentence is a good deal longer "
+                        "than the first one, so it takes longer to render.", repeats=1)
+    assert figures.engine == "piper" and figures.voice == "joe"
+    assert figures.audio_seconds > 3.0 and figures.speed > 1.0
+    assert 0.0 < figures.first_sentence_seconds < figures.synth_seconds
+    assert figures.peak_rss_mb > 100

@@ -59,7 +59,7 @@ def _zero_state(x: ComplexArray, p: complex) -> ComplexArray:
     return result
 
 
-def _one_pole(x: FloatArray, p: complex) -> ComplexArray:
+def _one_pole(x: npt.NDArray[np.float64], p: complex) -> ComplexArray:
     """y[n] = x[n] + p*y[n-1], in chunks carrying the state, so memory stays bounded on long clips."""
     import numpy as np
 
@@ -96,7 +96,10 @@ def highpass(samples: FloatArray, sample_rate: int, cutoff_hz: float) -> FloatAr
     c = norm / a2  # b2 / a2
     d0, d1 = b0 - c, b1 - c * a1
     r = (d0 + d1 / p) / (1.0 - q / p)
-    y = c * samples.astype(np.float64) + 2.0 * (r * _one_pole(samples, p)).real
+    # Start as if the opening level had always been there (scipy's lfilter_zi): a DC offset then gives no
+    # start-up click, which would otherwise set the peak that caps the normalisation gain.
+    x = samples.astype(np.float64) - float(np.mean(samples[: max(1, sample_rate // 100)]))
+    y = c * x + 2.0 * (r * _one_pole(x, p)).real
     return y.astype(np.float32)
 
 

@@ -103,7 +103,10 @@ def parse_duration(value: str) -> float | None:
     text = value.strip()
     seconds: float | None = None
     if match := _HMS.match(text):
-        seconds = int(match["h"] or 0) * 3600 + int(match["m"]) * 60 + int(match["s"])
+        hours, minutes, secs = int(match["h"] or 0), int(match["m"]), int(match["s"])
+        if secs >= 60 or (match["h"] and minutes >= 60):
+            return None
+        seconds = hours * 3600 + minutes * 60 + secs
     elif (match := _UNITS.match(text)) and (match["min"] or match["sec"]):
         seconds = int(match["min"] or 0) * 60 + float((match["sec"] or "0").replace(",", "."))
     elif re.fullmatch(r"\d{1,6}(?:[.,]\d+)?", text):

@@ -44,16 +44,19 @@ def decode_codec(data: bytes, charset: str | None) -> str:
         return data.decode("utf-8", errors="replace")
 
 
+def lenient_b64decode(data: bytes) -> bytes:
+    """Base64 as broken mailers write it: stray characters skipped, a dangling last character dropped."""
+    data = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+    if len(data) % 4 == 1:
+        data = data[:-1]
+    return base64.b64decode(data + b"=" * (-len(data) % 4))
+
+
 def _decode_word(charset: str, encoding: str, text: str) -> str:
     """Decode one encoded word's payload leniently."""
     data = text.encode("ascii", "replace")
     try:
-        if encoding in "bB":
-            data = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-            data = data[: len(data) - len(data) % 4 if len(data) % 4 == 1 else len(data)]
-            raw = base64.b64decode(data + b"=" * (-len(data) % 4))
-        else:
-            raw = binascii.a2b_qp(data.replace(b"_", b" "))
+        raw = lenient_b64decode(data) if encoding in "bB" else binascii.a2b_qp(data.replace(b"_", b" "))
     except (binascii.Error, ValueError):
         return "\ufffd"
     return decode_codec(raw, charset.split("*", 1)[0])

@@ -393,8 +393,11 @@ class ImapSource:
         deadline = time.monotonic() + timeout
         changed = False
         with self._errors("IDLE"):
-            # Mail that came between the last fetch and IDLE may have been announced already (and swallowed).
-            if any(int(u) > st.seen_upto for u in self.client.search(["UID", f"{st.seen_upto + 1}:*"])):
+            # Mail that came between the last fetch and IDLE: Dovecot does not announce it when IDLE starts, and
+            # SEARCH does not see it before the session syncs; NOOP syncs (and probes the link).
+            _, resps = self.client.noop()
+            if any(_is_new_mail(r) for r in resps) or any(
+                    int(u) > st.seen_upto for u in self.client.search(["UID", f"{st.seen_upto + 1}:*"])):
                 return True
             while not changed and not self.stop.is_set() and time.monotonic() < deadline:
                 self.client.idle()

@@ -144,8 +144,9 @@ class MaildirSource:
 
     def fetch_new(self, limit: int = 50) -> list[SourceItem]:
         self._snapshot = self._state()
+        since = int(self.baseline)  # unique names carry whole seconds: same second as the baseline is new
         fresh = sorted(
-            (e for e in self._scan() if e.key not in self._returned and e.delivered >= self.baseline
+            (e for e in self._scan() if e.key not in self._returned and e.delivered >= since
              and not (self.letter and self.letter in e.flags)),
             key=lambda e: (e.delivered, e.key),
         )

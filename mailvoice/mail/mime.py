@@ -16,7 +16,13 @@ from html.parser import HTMLParser
 from typing import TypeVar
 
 from mailvoice.errors import MailError, MimeLimitError
-from mailvoice.mail.headers import clean_header_text, decode_codec, decode_rfc2047, parse_addresses
+from mailvoice.mail.headers import (
+    clean_header_text,
+    decode_codec,
+    lenient_b64decode,
+    parse_addresses,
+    strip_controls,
+)
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -36,6 +42,9 @@ class MimeLimits:
     """Header fields in one header block."""
     max_header_bytes: int = 64 * 1024
     """One header field, folded lines included."""
+    max_params: int = 40
+    """Parameters (semicolons) in one Content-Type or Content-Disposition field: the stdlib's parameter
+    parser is quadratic in them."""
     max_seconds: float = 5.0
     """Wall time for scanning, parsing and walking."""
 
@@ -152,6 +161,7 @@ _EOL = re.compile(rb"[\r\n]")
 _BOUNDARY = re.compile(rb'boundary\*?0?\*?[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
 _CTYPE = re.compile(rb"^content-type[ \t]*:", re.IGNORECASE)
 _COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
+_PARAM_FIELD = re.compile(rb"^content-(?:type|disposition)[ \t]*:", re.IGNORECASE)
 _CTE = re.compile(rb"^content-transfer-encoding[ \t]*:[ \t]*([!-~]+)", re.IGNORECASE)
 
 
@@ -177,6 +187,8 @@ def _scan_headers(raw: bytes, pos: int, limits: MimeLimits) -> tuple[int, bytes,
     ctype = cte = b""
     boundaries: list[bytes] = []
     for item in fields:
+        if _PARAM_FIELD.match(item) and item.count(b";") > limits.max_params:
+            raise _limit(limits, "max_params", item.count(b";"), limits.max_params)
         if m := _CTYPE.match(item):
             # Comments are legal anywhere in the field; the stdlib skips them, so must we.
             bare = bytes(item[m.end(0):])
@@ -272,16 +284,15 @@ def _raw_header(msg: Message, name: str) -> list[str]:
     return [str(v) for k, v in msg.raw_items() if k.lower() == low]
 
 
-def _header(msg: Message, name: str, max_len: int = 998) -> str | None:
-    """One decoded header value on a single line; our own decoder when the stdlib fails."""
-    value: str | None = _safe(lambda: None if msg.get(name) is None else str(msg.get(name)), None)
-    if value is None:
-        raws = _raw_header(msg, name)
-        if not raws:
-            return None
-        text = raws[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        value = decode_rfc2047(text)
-    return clean_header_text(value, max_len)
+def _header(msg: Message, name: str, max_len: int = 998, *, decode: bool = True) -> str | None:
+    """One header value on a single line, from the raw bytes (the stdlib's header parsers can be made slow)."""
+    raws = _raw_header(msg, name)
+    if not raws:
+        return None
+    text = raws[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if decode:
+        return clean_header_text(text, max_len)
+    return " ".join(strip_controls(text).split())[:max_len]
 
 
 def _addresses(msg: Message, name: str) -> tuple[Address, ...]:
@@ -383,18 +394,29 @@ def _content_type(msg: Message) -> str:
     return _safe(lambda: msg.get_content_type().lower(), "text/plain")
 
 
+def _payload(msg: Message) -> tuple[bytes, tuple[str, ...]]:
+    """Transfer-decoded payload and the defects decoding found; base64 the stdlib gave up on is decoded here."""
+    data: object = _safe(lambda: msg.get_payload(decode=True), None)
+    # Decoding appends its defects to the part, so read them afterwards.
+    defects = tuple(sorted({type(d).__name__ for d in getattr(msg, "defects", ())}))
+    if "InvalidBase64LengthDefect" in defects:
+        text = _safe(lambda: msg.get_payload(decode=False), None)
+        if isinstance(text, str):
+            data = _safe(lambda: lenient_b64decode(text.encode("ascii", "ignore")), data)
+    return (data if isinstance(data, bytes) else b""), defects
+
+
 def _leaf(node: _Node) -> MimePart:
     msg = node.msg
-    data: object = _safe(lambda: msg.get_payload(decode=True), None)
+    data, defects = _payload(msg)
     raw_name = _safe(msg.get_filename, None) or _safe(
         lambda: collapse_rfc2231_value(msg.get_param("name") or ""), None)
     filename = clean_header_text(raw_name, 255) if isinstance(raw_name, str) else None
     disposition = _safe(msg.get_content_disposition, None)
     charset = _safe(msg.get_content_charset, None)
-    defects = tuple(sorted({type(d).__name__ for d in getattr(msg, "defects", ())}))
     return MimePart(path=node.path, content_type=_content_type(msg), filename=filename or None,
                     disposition=disposition, charset=charset,
-                    data=data if isinstance(data, bytes) else b"", in_forward=bool(node.owner),
+                    data=data, in_forward=bool(node.owner),
                     defects=defects)
 
 
@@ -420,7 +442,9 @@ def _encoded_inner(msg: Message) -> bytes | None:
 def _parse_bytes(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int) -> Message:
     _prescan(raw, limits, clock, base_depth)
     try:
-        return BytesParser(policy=email.policy.default).parsebytes(raw)
+        # compat32: the default policy's header registry recurses on nested comments and is slow on many
+        # parameters; with compat32 every header stays raw and we decode the few we need ourselves.
+        return BytesParser(policy=email.policy.compat32).parsebytes(raw)
     except RecursionError as exc:
         raise _limit(limits, "max_depth", "(recursion)", limits.max_depth) from exc
     except Exception as exc:
@@ -503,7 +527,7 @@ def parse_message(raw: bytes, *, limits: MimeLimits = MimeLimits()) -> ParsedMai
         forwarded.append(ForwardedMail(path=owner, subject=_header(msg, "Subject") or "",
                                        from_=senders[0] if senders else None,
                                        text=_best_text(by_owner.get(owner, []))))
-    message_id = _header(root, "Message-ID")
+    message_id = _header(root, "Message-ID", decode=False)
     senders = _addresses(root, "From")
     refs = " ".join(_raw_header(root, "References"))
     parsed = ParsedMail(
@@ -514,12 +538,12 @@ def parse_message(raw: bytes, *, limits: MimeLimits = MimeLimits()) -> ParsedMai
         to=_addresses(root, "To"),
         cc=_addresses(root, "Cc"),
         date=_date(root),
-        return_path=_header(root, "Return-Path"),
+        return_path=_header(root, "Return-Path", decode=False),
         auto_submitted=_header(root, "Auto-Submitted"),
         precedence=_header(root, "Precedence"),
         list_id=_header(root, "List-Id"),
         mailer=_header(root, "X-Mailer") or _header(root, "User-Agent"),
-        in_reply_to=_first_id(_header(root, "In-Reply-To")),
+        in_reply_to=_first_id(_header(root, "In-Reply-To", decode=False)),
         references=tuple(f"<{m}>" for m in _MSGID.findall(refs)[:100]),
         text=_best_text(by_owner.get("", [])),
         parts=tuple(part for _, part in leaves),

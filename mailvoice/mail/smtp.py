@@ -111,11 +111,13 @@ async def send(raw: bytes, sender: str, recipients: Sequence[str], settings: Smt
     except Exception as exc:
         raise _classify(exc, where, settings) from exc
     finally:
-        if client.is_connected:
-            try:
+        try:
+            if client.is_connected:
                 await client.quit()
-            except Exception:
-                client.close()
+        except Exception:
+            log.debug("%s: QUIT failed; closing", where)
+        finally:
+            client.close()  # also after a failed connect or STARTTLS: no transport is left open
     refused = tuple(Refusal(r, int(resp.code), str(resp.message)) for r, resp in errors.items())
     accepted = tuple(r for r in rcpts if r not in errors)
     if refused:

@@ -27,6 +27,8 @@ def content_to_json(content: MessageContent) -> dict[str, Any]:
         "source": content.source,
         "audio_filename": content.audio_filename,
         "audio_type": content.audio_type,
+        "message_id": content.message_id,
+        "references": list(content.references),
     }
 
 
@@ -50,6 +52,7 @@ def content_from_json(doc: dict[str, Any]) -> MessageContent:
         caller=doc.get("caller", ""), subject=doc.get("subject", ""), sender=doc.get("sender", ""),
         recipients=tuple(doc.get("recipients", ())), source=doc.get("source", ""),
         audio_filename=doc.get("audio_filename", ""), audio_type=doc.get("audio_type", ""),
+        message_id=doc.get("message_id", ""), references=tuple(doc.get("references", ())),
     )
 
 

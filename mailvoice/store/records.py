@@ -98,6 +98,10 @@ class MessageContent:
     """Human reference to the origin (e.g. "account/INBOX uid 42"); no content."""
     audio_filename: str = ""
     audio_type: str = ""
+    message_id: str = ""
+    """Message-ID header of the original mail ("<id@host>"), for threading a reply; empty when unknown."""
+    references: tuple[str, ...] = ()
+    """The original mail's References ids, oldest first."""
 
 
 @dataclass(frozen=True)
