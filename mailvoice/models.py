@@ -147,15 +147,15 @@ def _install_hint(entry: ManifestEntry) -> str:
 
 
 def assemble_parts(parts: Sequence[Path], files_dir: Path | None, dest: Path) -> Path:
-    """Concatenate split model.bin parts (plus sibling files) into ``dest``; reused while sizes match."""
-    expected = sum(p.stat().st_size for p in parts)
-    target = dest / "model.bin"
-    if target.is_file() and target.stat().st_size == expected and all(
+    """Concatenate split model.bin parts (plus sibling files) into ``dest``; reused while the parts are unchanged."""
+    stamp = "\n".join(f"{p.resolve()} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in parts)
+    target, stamp_file = dest / "model.bin", dest / "parts.stamp"
+    if stamp_file.is_file() and stamp_file.read_text("utf-8") == stamp and all(
         (dest / f).is_file() for f in WHISPER_FILES
     ):
         return dest
     dest.mkdir(parents=True, exist_ok=True)
-    log.info("assembling %d model parts (%d bytes) into %s", len(parts), expected, dest)
+    log.info("assembling %d model parts into %s", len(parts), dest)
     if files_dir is not None:
         for item in files_dir.iterdir():
             if item.is_file() and ".part" not in item.name:
@@ -171,6 +171,7 @@ def assemble_parts(parts: Sequence[Path], files_dir: Path | None, dest: Path) ->
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+    stamp_file.write_text(stamp, "utf-8")
     return dest
 
 

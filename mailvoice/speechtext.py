@@ -67,14 +67,20 @@ def spoken_domain(host: str) -> str:
     return " dot ".join(labels[-keep:])
 
 
-def speak_url(match: re.Match[str]) -> str:
-    """ "a link to example dot com" for any URL or bare host name with a path."""
-    url = match.group(0).rstrip(".,;:!?)")
+def url_words(url: str) -> str:
+    """ "a link to example dot com" for a URL; a bare host name without a path is just "example dot com"."""
     host = re.sub(r"^[a-z]+://", "", url, flags=re.IGNORECASE).split("/")[0].split("?")[0].split("@")[-1]
     host = host.split(":")[0]
     is_link = "/" in url or url.lower().startswith(("http", "www", "ftp"))
-    spoken = spoken_domain(host)
+    spoken = "a numeric address" if re.fullmatch(r"[\d.]+|\[[0-9a-fA-F:.]+\]", host) else spoken_domain(host)
     return f"a link to {spoken}" if is_link else spoken
+
+
+def speak_url(match: re.Match[str]) -> str:
+    """Replacement for a URL match; punctuation that ended the sentence after it stays."""
+    url = match.group(0)
+    bare = url.rstrip(".,;:!?)")
+    return url_words(bare) + url[len(bare):]
 
 
 def speak_email(match: re.Match[str]) -> str:
@@ -103,7 +109,7 @@ def _inline(text: str) -> str:
     """URLs, addresses and image placeholders within running text."""
     text = _MARKDOWN_LINK.sub(r"\1", text)
     text = _IMAGE.sub("", text)
-    text = _WRAPPED_URL.sub(lambda m: f" ({speak_url(m)})", text)
+    text = _WRAPPED_URL.sub(lambda m: f" ({url_words(m.group(1))})", text)
     text = _URL.sub(speak_url, text)
     text = _EMAIL.sub(speak_email, text)
     return _BARE_HOST.sub(speak_url, text)

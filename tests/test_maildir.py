@@ -122,7 +122,7 @@ def test_wait_for_change_sees_a_delivery(tmp_path: Path) -> None:
 
 def test_not_a_maildir_and_foreign_refs_are_refused(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
-    with pytest.raises(SourceError, match="not a Maildir.*new/"):
+    with pytest.raises(SourceError, match=r"not a Maildir.*new/"):
         open_source(tmp_path / "plain")
     src = open_source(make_maildir(tmp_path / "Maildir"))
     deliver_to_maildir(msg(1), tmp_path / "Maildir")

@@ -191,3 +191,28 @@ def test_fuzzed_mail_never_crashes(cut: int, flips: list[tuple[int, int]]) -> No
 def test_random_bytes_never_crash(data: bytes) -> None:
     with contextlib.suppress(MailError):
         parse_message(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Content-Type", "text/plain; " + "(" * 30_000 + "a=b"),
+        ("Message-ID", "<" + "a." * 30_000 + "@b>"),
+        ("Subject", "=?utf-8?q?a?= " * 4000),
+        ("From", "a@example.org, " * 4000),
+        ("Content-Type", 'text/plain; name="' + ";" * 39 + "x" * 60_000 + '"'),
+    ],
+    ids=["nested-comments", "long-msgid", "many-encoded-words", "many-addresses", "quoted-semicolons"],
+)
+def test_hostile_header_values_parse_fast(name: str, value: str) -> None:
+    raw = f"{name}: {value}\r\nTo: b@example.com\r\n\r\nbody\r\n".encode()
+    start = time.perf_counter()
+    parsed = parse_message(raw)
+    assert time.perf_counter() - start < 0.5
+    assert parsed.parts[0].data.strip() == b"body"
+
+
+def test_too_many_parameters_refused() -> None:
+    raw = ("Content-Type: text/plain; " + "a=b; " * 500 + "\r\n\r\nx\r\n").encode()
+    with pytest.raises(MimeLimitError, match="max_params"):
+        parse_message(raw)

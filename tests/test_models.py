@@ -103,11 +103,14 @@ def test_split_parts_are_assembled_once(tmp_path: Path) -> None:
     out = assemble_parts([src / "model.bin.part1", src / "model.bin.part2"], src, dest)
     assert out == dest
     assert (dest / "model.bin").read_bytes() == b"a" * 1000 + b"b" * 500
-    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "model.bin", "tokenizer.json",
-                                                      "vocabulary.json"]
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "model.bin", "parts.stamp",
+                                                      "tokenizer.json", "vocabulary.json"]
     stamp = (dest / "model.bin").stat().st_mtime_ns
     assemble_parts([src / "model.bin.part1", src / "model.bin.part2"], src, dest)
     assert (dest / "model.bin").stat().st_mtime_ns == stamp  # reused, not rewritten
+    (src / "model.bin.part2").write_bytes(b"c" * 500)  # a package upgrade with the same sizes
+    assemble_parts([src / "model.bin.part1", src / "model.bin.part2"], src, dest)
+    assert (dest / "model.bin").read_bytes() == b"a" * 1000 + b"c" * 500
 
 
 def test_piper_voice_path_and_errors(tmp_path: Path) -> None:

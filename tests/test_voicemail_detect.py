@@ -123,6 +123,7 @@ def test_safe_filename_rules() -> None:
     long = safe_filename("x" * 500 + ".wav", 7)
     assert len(long) == 100 and long.endswith(".wav")
     assert safe_filename("Anruf von Jörg.wav", 8) == "Anruf von Jörg.wav"
+    assert safe_filename(".wav", 9) == "voicemail-9.wav"
 
 
 def test_message_id_hash_normalises_and_falls_back_to_raw() -> None:
@@ -135,3 +136,14 @@ def test_message_id_hash_normalises_and_falls_back_to_raw() -> None:
     assert message_id_hash(parse_message(n1), n1) != message_id_hash(parse_message(n2), n2)
     assert message_id_hash(parse_message(n1), n1) == message_id_hash(parse_message(n1), n1)
     assert len(hash_a) == 64 and "X1" not in hash_a
+
+
+def test_raw_utf8_and_rfc2047_filenames_are_decoded() -> None:
+    wav = mc._b64(mc.tiny_wav(0.05)).encode()
+    raw = (b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b'--b\r\nContent-Type: audio/wav; name="Anruf J\xc3\xb6rg.wav"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+           + wav + b"\r\n--b\r\nContent-Type: audio/wav\r\nContent-Transfer-Encoding: base64\r\n"
+           b'Content-Disposition: attachment; filename="=?utf-8?q?Nachricht_f=C3=BCr_dich.wav?="\r\n\r\n'
+           + wav + b"\r\n--b--\r\n")
+    parts = find_audio_parts(parse_message(raw))
+    assert [p.filename for p in parts] == ["Anruf Jörg.wav", "Nachricht für dich.wav"]

@@ -391,31 +391,38 @@ class ImapSource:
         if self._selected != folder:
             self._select(folder)
         deadline = time.monotonic() + timeout
-        changed = False
         with self._errors("IDLE"):
-            # Mail that came between the last fetch and IDLE: Dovecot does not announce it when IDLE starts, and
-            # SEARCH does not see it before the session syncs; NOOP syncs (and probes the link).
-            _, resps = self.client.noop()
-            if any(_is_new_mail(r) for r in resps) or any(
-                    int(u) > st.seen_upto for u in self.client.search(["UID", f"{st.seen_upto + 1}:*"])):
-                return True
-            while not changed and not self.stop.is_set() and time.monotonic() < deadline:
-                self.client.idle()
-                armed = time.monotonic()
-                while not self.stop.is_set():
-                    now = time.monotonic()
-                    if now >= deadline or now - armed >= REARM_IDLE_S:
-                        break
-                    step = min(IDLE_SLICE_S, deadline - now)
-                    resps = self.client.idle_check(timeout=step)
-                    if any(_is_new_mail(r) for r in resps):
-                        changed = True
-                        break
-                    if not resps and time.monotonic() - now < step / 2:
-                        break  # readable but nothing parsed: maybe EOF; idle_done() below tells
-                _, resps = self.client.idle_done()
-                changed = changed or any(_is_new_mail(r) for r in resps)
-        return changed
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                if self._arrived_before_idle(st) or self._idle_once(deadline):
+                    return True
+        return False
+
+    def _arrived_before_idle(self, st: _Folder) -> bool:
+        """Mail that came since the last fetch or between re-arms: Dovecot does not announce it when IDLE starts,
+        and SEARCH does not see it before the session syncs; NOOP syncs (and probes the link)."""
+        _, resps = self.client.noop()
+        if any(_is_new_mail(r) for r in resps):
+            return True
+        return any(int(u) > st.seen_upto for u in self.client.search(["UID", f"{st.seen_upto + 1}:*"]))
+
+    def _idle_once(self, deadline: float) -> bool:
+        """One IDLE command, left after REARM_IDLE_S, at the deadline, on news, or on a suspected EOF."""
+        changed = False
+        self.client.idle()
+        armed = time.monotonic()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if now >= deadline or now - armed >= REARM_IDLE_S:
+                break
+            step = min(IDLE_SLICE_S, deadline - now)
+            resps = self.client.idle_check(timeout=step)
+            if any(_is_new_mail(r) for r in resps):
+                changed = True
+                break
+            if not resps and time.monotonic() - now < step / 2:
+                break  # readable but nothing parsed: maybe EOF; idle_done() tells
+        _, resps = self.client.idle_done()
+        return changed or any(_is_new_mail(r) for r in resps)
 
     def _poll_wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -205,18 +205,34 @@ def _scan_headers(raw: bytes, pos: int, limits: MimeLimits) -> tuple[int, bytes,
     return pos, ctype, boundaries, cte
 
 
-def _next_delimiter(raw: bytes, pos: int) -> tuple[bytes, int] | None:
-    """The next line at or after pos that starts with "--": (the rest of the line, where it ends)."""
-    if pos == 0 and raw.startswith(b"--"):
-        start = 2
-    else:
-        hits = [i for i in (raw.find(b"\n--", max(pos - 1, 0)), raw.find(b"\r--", max(pos - 1, 0))) if i >= 0]
-        if not hits:
-            return None
-        start = min(hits) + 3
-    eol = _EOL.search(raw, start)
-    end = eol.start() if eol else len(raw)
-    return raw[start:end], end
+class _Delimiters:
+    """Lines starting with "--", found in one forward pass (a bare-CR mail must not make it quadratic)."""
+
+    _PATTERNS = (b"\n--", b"\r--")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.cached = {pattern: -2 for pattern in self._PATTERNS}  # -2 unknown, -1 none left
+
+    def after(self, pos: int) -> tuple[bytes, int] | None:
+        """The next such line at or after pos: (the rest of the line, where it ends)."""
+        raw = self.raw
+        if pos == 0 and raw.startswith(b"--"):
+            start = 2
+        else:
+            hits = []
+            for pattern in self._PATTERNS:
+                hit = self.cached[pattern]
+                if hit == -2 or 0 <= hit < pos - 1:
+                    hit = self.cached[pattern] = raw.find(pattern, max(pos - 1, 0))
+                if hit >= 0:
+                    hits.append(hit)
+            if not hits:
+                return None
+            start = min(hits) + 3
+        eol = _EOL.search(raw, start)
+        end = eol.start() if eol else len(raw)
+        return raw[start:end], end
 
 
 def _prescan(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int = 0) -> int:
@@ -225,6 +241,7 @@ def _prescan(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int = 0)
     # Every MIME part needs a line starting with "--": a hard bound whatever boundary syntax we missed.
     if delimiters > max(4 * limits.max_parts, 2000):
         raise _limit(limits, "max_parts", f"(~{delimiters} boundary lines)", limits.max_parts)
+    delimiters_at = _Delimiters(raw)
     stack: list[tuple[bytes, int]] = []
     parts = 0
     pos, depth = 0, base_depth
@@ -246,7 +263,7 @@ def _prescan(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int = 0)
         # The next delimiter line of any open multipart starts the next header block.
         while True:
             clock.check()
-            found = _next_delimiter(raw, pos)
+            found = delimiters_at.after(pos)
             if found is None:
                 return parts
             line, pos = found
@@ -284,12 +301,20 @@ def _raw_header(msg: Message, name: str) -> list[str]:
     return [str(v) for k, v in msg.raw_items() if k.lower() == low]
 
 
+def _unescape(value: str) -> str:
+    """Raw 8-bit header bytes (surrogate-escaped by the parser) read as UTF-8, replacement characters if not."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeError:
+        return value.encode("utf-8", "replace").decode("utf-8", "replace")
+
+
 def _header(msg: Message, name: str, max_len: int = 998, *, decode: bool = True) -> str | None:
     """One header value on a single line, from the raw bytes (the stdlib's header parsers can be made slow)."""
     raws = _raw_header(msg, name)
     if not raws:
         return None
-    text = raws[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = _unescape(raws[0])
     if decode:
         return clean_header_text(text, max_len)
     return " ".join(strip_controls(text).split())[:max_len]
@@ -411,7 +436,7 @@ def _leaf(node: _Node) -> MimePart:
     data, defects = _payload(msg)
     raw_name = _safe(msg.get_filename, None) or _safe(
         lambda: collapse_rfc2231_value(msg.get_param("name") or ""), None)
-    filename = clean_header_text(raw_name, 255) if isinstance(raw_name, str) else None
+    filename = clean_header_text(_unescape(raw_name), 255) if isinstance(raw_name, str) else None
     disposition = _safe(msg.get_content_disposition, None)
     charset = _safe(msg.get_content_charset, None)
     return MimePart(path=node.path, content_type=_content_type(msg), filename=filename or None,

@@ -92,6 +92,8 @@ def safe_filename(name: str | None, index: int, ext: str = "wav") -> str:
     """A base name that cannot leave a directory or hide text; `voicemail-N.ext` when nothing usable is left."""
     text = unicodedata.normalize("NFC", strip_controls(name or ""))
     text = posixpath.basename(text.replace("\\", "/"))
+    if re.fullmatch(r"\.+[A-Za-z0-9]{1,8}", text.strip()):  # only an extension, like ".wav"
+        text = ""
     text = _UNSAFE_CHARS.sub("_", text)
     text = " ".join(text.split()).lstrip(".-_ ").rstrip(". ")
     if len(text) > _FILENAME_MAX:

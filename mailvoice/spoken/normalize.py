@@ -187,6 +187,12 @@ def _number(m: re.Match[str]) -> str:
     return number(m.group(0))
 
 
+def _letters_number(m: re.Match[str]) -> str:
+    """ "B22" -> "B twenty-two", "LH1234" -> "L H one two three four" (gates, flights, quarters)."""
+    num = m.group(2)
+    return " ".join(m.group(1)) + " " + (cardinal(int(num)) if len(num) <= 2 else digits(num))
+
+
 def _code(m: re.Match[str]) -> str:
     return "a reference code"
 
@@ -208,6 +214,7 @@ _RULES: tuple[Rule, ...] = tuple((re.compile(p, flags), f) for p, flags, f in (
     (r"\b(\d+)(?:st|nd|rd|th)\b", 0, _ordinal),
     (r"\b(\d{1,4})\s?[–-]\s?(\d{1,4})\b", 0, _range),
     (r"\b(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{12,}\b", 0, _code),
+    (r"\b([A-Z]{1,3})(\d{1,6})\b", 0, _letters_number),
     (r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.])\d+(?:\.\d+)?(?![\w])", 0, _number),
 ))
 _ABBREVIATION_RULES = tuple((re.compile(p), r) for p, r in _ABBREVIATIONS)

@@ -1,0 +1,58 @@
+"""`mailvoice bench asr|tts|mail|dictation [--json]`: speed and memory, as ratios against a same-process baseline."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+from mailvoice.commands import err_console, settings_from
+
+
+def _figures(what: str, args: argparse.Namespace) -> list[Any]:
+    settings = settings_from(args)
+    if what == "asr":
+        from mailvoice.engines.bench import bench_asr
+
+        return [bench_asr(settings)]
+    if what == "tts":
+        from mailvoice.engines.bench import bench_tts
+
+        out: list[Any] = [bench_tts(settings)]
+        try:
+            from mailvoice.summary_bench import bench_tts_summary
+        except ImportError:
+            return out
+        out.append(bench_tts_summary(settings))
+        return out
+    if what == "mail":
+        from mailvoice.mailbench import bench_mail
+
+        return [bench_mail(settings)]
+    from mailvoice.dictation.bench import bench_dictation
+
+    return [bench_dictation(settings, args.seconds)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    with err_console().status(f"running the {args.what} benchmark"):
+        results = _figures(args.what, args)
+    for result in results:
+        doc = dataclasses.asdict(result)
+        if args.json:
+            print(json.dumps({"benchmark": type(result).__name__, **doc}, default=str))
+            continue
+        table = Table(title=type(result).__name__)
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for key, value in doc.items():
+            shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+            table.add_row(key, escape(shown))
+        from rich.console import Console
+
+        Console().print(table)
+    return 0
