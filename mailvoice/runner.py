@@ -248,6 +248,9 @@ class Runner:
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC,
                                      job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
         scheduler.add_job(self.outbox.flush, "interval", seconds=15, id="outbox", next_run_time=datetime.now(UTC))
+        from mailvoice.spoken.schedule import schedule_summaries
+
+        schedule_summaries(scheduler, self.settings, self.store)  # spoken inbox summaries (summary.cron)
 
         def kick_outbox() -> None:
             job = scheduler.get_job("outbox")

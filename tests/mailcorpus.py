@@ -34,7 +34,8 @@ def tiny_wav(seconds: float = 0.25, rate: int = 8000, freq: float = 440.0) -> by
     return buf.getvalue()
 
 
-def _b64(data: bytes) -> str:
+def b64lines(data: bytes) -> str:
+    """Base64 in 76-character CRLF lines, as mailers write attachments."""
     text = base64.b64encode(data).decode("ascii")
     return CRLF.join(text[i : i + 76] for i in range(0, len(text), 76))
 
@@ -69,7 +70,7 @@ def audio_part(data: bytes, content_type: str = "audio/x-wav", filename: str | N
     ctype = f'{content_type}; name="{filename}"' if filename else content_type
     disp = f'{disposition}; filename="{filename}"' if filename else disposition
     headers = [("Content-Type", ctype), ("Content-Transfer-Encoding", "base64"), ("Content-Disposition", disp)]
-    return entity(headers + (extra or []), _b64(data))
+    return entity(headers + (extra or []), b64lines(data))
 
 
 def message(headers: list[tuple[str, str]], parts: list[bytes] | None = None, body: bytes | None = None,
@@ -231,7 +232,7 @@ def forwarded_mail(inner: bytes | None = None, encode_inner: bool = False) -> by
     headers = [("Content-Type", "message/rfc822"), ("Content-Disposition", 'attachment; filename="vm.eml"')]
     if encode_inner:  # forbidden by RFC 2046, sent anyway by some clients
         headers.append(("Content-Transfer-Encoding", "base64"))
-        attached = entity(headers, _b64(inner))
+        attached = entity(headers, b64lines(inner))
     else:
         attached = entity(headers, inner)
     subject = "Fwd: " + str(email.message_from_bytes(inner).get("Subject", ""))
@@ -258,13 +259,13 @@ def traversal_filename_mail() -> bytes:
     """RFC 2231 and RFC 2047 filenames that decode to paths outside the work directory."""
     evil_2231 = entity([("Content-Type", "audio/wav"), ("Content-Transfer-Encoding", "base64"),
                         ("Content-Disposition", "attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd")],
-                       _b64(tiny_wav(0.1)))
+                       b64lines(tiny_wav(0.1)))
     evil_2047 = entity([("Content-Type", 'audio/wav; name="=?utf-8?q?..=5C..=5Cwindows=5Cevil.wav?="'),
-                        ("Content-Transfer-Encoding", "base64")], _b64(tiny_wav(0.1)))
+                        ("Content-Transfer-Encoding", "base64")], b64lines(tiny_wav(0.1)))
     dots = audio_part(tiny_wav(0.1), "audio/wav", "..")
     controls = entity([("Content-Type", "audio/wav"), ("Content-Transfer-Encoding", "base64"),
                        ("Content-Disposition", "attachment; filename*=UTF-8''a%0D%0Ab%00%E2%80%AEvaw.exe")],
-                      _b64(tiny_wav(0.1)))
+                      b64lines(tiny_wav(0.1)))
     return message(_common("Gateway <gw@example.net>", "Voicemail", "<traversal@example.net>"),
                    [text_part("see attachments\n"), evil_2231, evil_2047, dots, controls])
 
@@ -285,7 +286,7 @@ def broken_charset_mail() -> bytes:
             b"--b1\r\n"
             b'Content-Type: audio/x-wav; name="=?bogus?B?!!!?=.wav"\r\n'
             b"Content-Transfer-Encoding: base64\r\n\r\n"
-            + _b64(tiny_wav(0.1)).encode()[:-3] + b"!!*\r\n"
+            + b64lines(tiny_wav(0.1)).encode()[:-3] + b"!!*\r\n"
             b"--b1\r\n"
             b"Content-Type: text/plain; charset=base64_codec\r\n\r\n"
             b"not base64 at all\r\n")  # and no closing boundary

@@ -9,6 +9,7 @@ through our engine (``TTS(model_path=..., config_path=...)``). Run it in an envi
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.coqui
 @needs_coqui
-def test_tiny_vits_loads_and_speaks_sentence_by_sentence(model_dir: Path) -> None:
+def test_tiny_vits_loads_and_speaks_sentence_by_sentence(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     engine = load_tts(TtsSettings(engine="coqui", voice=str(model_dir), threads=1), general())
     assert isinstance(engine, TtsEngine)
     assert engine.name == "coqui" and engine.sample_rate == SAMPLE_RATE
@@ -82,6 +84,7 @@ def test_tiny_vits_loads_and_speaks_sentence_by_sentence(model_dir: Path) -> Non
         assert np.isfinite(samples).all() and float(np.abs(samples).max()) > 0.0
         # hop 64 at 16 kHz: every character yields at least a frame; random durations stay within reason
         assert 0.05 < chunk.audio.duration < 0.5 * len(chunk.text) + 2.0
+    assert "How are you" not in caplog.text  # Coqui's "Input: ..." record is filtered out
 
 
 @pytest.mark.coqui

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -175,3 +176,10 @@ def test_bench_tts_reports_first_sentence_latency() -> None:
     assert figures.audio_seconds > 3.0 and figures.speed > 1.0
     assert 0.0 < figures.first_sentence_seconds < figures.synth_seconds
     assert figures.peak_rss_mb > 100
+
+
+@pytest.mark.slow
+def test_piper_never_logs_the_text(piper: PiperEngine, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert list(piper.synthesize("The canary word is zebrafish."))
+    assert "zebrafish" not in caplog.text

@@ -139,7 +139,7 @@ def test_message_id_hash_normalises_and_falls_back_to_raw() -> None:
 
 
 def test_raw_utf8_and_rfc2047_filenames_are_decoded() -> None:
-    wav = mc._b64(mc.tiny_wav(0.05)).encode()
+    wav = mc.b64lines(mc.tiny_wav(0.05)).encode()
     raw = (b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
            b'--b\r\nContent-Type: audio/wav; name="Anruf J\xc3\xb6rg.wav"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
            + wav + b"\r\n--b\r\nContent-Type: audio/wav\r\nContent-Transfer-Encoding: base64\r\n"

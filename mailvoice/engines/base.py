@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
@@ -32,3 +33,21 @@ class TtsEngine(Protocol):
     def synthesize(self, text: str) -> Iterator[SpeechChunk]:
         """Yield one chunk per sentence, lazily, so the first audio is ready before the rest is computed."""
         ...
+
+
+class _DropContent(logging.Filter):
+    """Drops a library's log records that would carry the text being spoken."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+def drop_content_logs(logger_name: str, *prefixes: str) -> None:
+    """Mail text must never reach a log: silence the engine library's records that echo their input."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _DropContent) for f in logger.filters):
+        logger.addFilter(_DropContent(prefixes))

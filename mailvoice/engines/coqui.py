@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailvoice.engines.base import drop_content_logs
 from mailvoice.errors import MissingExtraError, ModelNotFoundError, SynthesisError
 from mailvoice.textsplit import iter_sentences
 from mailvoice.types import AudioClip, SpeechChunk
@@ -94,6 +95,7 @@ class CoquiEngine:
     name = "coqui"
 
     def __init__(self, settings: TtsSettings, general: GeneralSettings) -> None:
+        drop_content_logs("TTS.utils.synthesizer", "Input:")  # Coqui logs each input text at INFO
         checkpoint, config = resolve_coqui(settings.voice)
         api = _import_tts_api()
         import numpy as np

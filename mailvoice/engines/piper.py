@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from mailvoice.engines.base import drop_content_logs
 from mailvoice.errors import ModelNotFoundError, SynthesisError
 from mailvoice.models import resolve_piper
 from mailvoice.textsplit import iter_sentences
@@ -30,6 +31,7 @@ class PiperEngine:
         from piper.config import PiperConfig, SynthesisConfig
         from piper.voice import PiperVoice
 
+        drop_content_logs("piper.voice", "text=")  # piper logs each input text at DEBUG
         files = resolve_piper(settings.voice)
         try:
             config = PiperConfig.from_dict(json.loads(files.config.read_text(encoding="utf-8")))

@@ -431,14 +431,24 @@ def _payload(msg: Message) -> tuple[bytes, tuple[str, ...]]:
     return (data if isinstance(data, bytes) else b""), defects
 
 
+def _param_view(msg: Message) -> Message:
+    """The part's parameter headers with 8-bit bytes read as UTF-8 (compat32 would turn them into U+FFFD)."""
+    view = Message()
+    for key in ("Content-Type", "Content-Disposition"):
+        for value in _raw_header(msg, key)[:1]:
+            view[key] = _unescape(value)
+    return view
+
+
 def _leaf(node: _Node) -> MimePart:
     msg = node.msg
     data, defects = _payload(msg)
-    raw_name = _safe(msg.get_filename, None) or _safe(
-        lambda: collapse_rfc2231_value(msg.get_param("name") or ""), None)
-    filename = clean_header_text(_unescape(raw_name), 255) if isinstance(raw_name, str) else None
-    disposition = _safe(msg.get_content_disposition, None)
-    charset = _safe(msg.get_content_charset, None)
+    view = _param_view(msg)
+    raw_name = _safe(view.get_filename, None) or _safe(
+        lambda: collapse_rfc2231_value(view.get_param("name") or ""), None)
+    filename = clean_header_text(raw_name, 255) if isinstance(raw_name, str) else None
+    disposition = _safe(view.get_content_disposition, None)
+    charset = _safe(view.get_content_charset, None)
     return MimePart(path=node.path, content_type=_content_type(msg), filename=filename or None,
                     disposition=disposition, charset=charset,
                     data=data, in_forward=bool(node.owner),

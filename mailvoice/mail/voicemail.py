@@ -149,16 +149,14 @@ def find_audio_parts(parsed: ParsedMail) -> list[AudioPart]:
 
 
 def content_hash(parts: list[AudioPart]) -> str:
-    """One digest for a mail's recordings, independent of their order in the mail."""
-    digest = hashlib.sha256(b"mailvoice-audio\0")
-    for value in sorted(p.sha256 for p in parts):
-        digest.update(value.encode("ascii"))
-        digest.update(b"\n")
-    return digest.hexdigest()
+    """One digest for a mail's recordings, independent of their order (the ledger's identity)."""
+    from mailvoice.store.records import content_hash as ledger_content_hash
+
+    return ledger_content_hash([p.data for p in parts], b"")
 
 
 def message_id_hash(parsed: ParsedMail, raw: bytes) -> str:
     """Digest of the normalized Message-ID (loggable, never the id itself), or of the raw mail when absent."""
-    if parsed.message_id_normalized:
-        return hashlib.sha256(b"message-id\0" + parsed.message_id_normalized.encode("utf-8", "replace")).hexdigest()
-    return hashlib.sha256(b"raw\0" + raw).hexdigest()
+    from mailvoice.store.records import message_id_hash as ledger_message_id_hash
+
+    return ledger_message_id_hash(parsed.message_id_normalized, raw)

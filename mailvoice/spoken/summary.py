@@ -120,7 +120,7 @@ def collect(store: Store, account: str, since: datetime, settings: Settings) -> 
     """Received mails and voicemails of one account since a time, ranked: voicemails, VIPs, then newest first."""
     items: list[SummaryItem] = []
     for kind in ("voicemail", "text"):
-        for message in store.list_messages(kind, account=account, limit=500):  # type: ignore[arg-type]
+        for message in store.list_messages(kind, account=account, limit=500):
             if message.created_at >= since:
                 items.append(_item(message, settings))
     return rank(items)

@@ -1,0 +1,1 @@
+"""The web page of `mailvoice serve`: browser dictation over a token-authenticated, origin-checked WebSocket."""
