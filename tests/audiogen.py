@@ -193,3 +193,39 @@ CASES: dict[str, Case] = {
     "mka-opus": Case(_pyav(16000, muxer="matroska", codec="libopus", out_rate=48000), "matroska"),
 }
 """Every input format mailvoice accepts, keyed by a test id."""
+
+
+def video_mp4(*, with_audio: bool) -> bytes:
+    """An MP4 with a 2 s MPEG-4 video track (grey frames) and, optionally, the tone bursts as AAC audio."""
+    from av.video.stream import VideoStream
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        video = out.add_stream("mpeg4", rate=10)
+        assert isinstance(video, VideoStream)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    plain = buf.getvalue()
+    if not with_audio:
+        return plain
+    buf = io.BytesIO()
+    with av.open(io.BytesIO(plain), mode="r") as src, av.open(buf, mode="w", format="mp4") as out:
+        copied = out.add_stream_from_template(src.streams.video[0])
+        audio = out.add_stream("aac", rate=16000)
+        assert isinstance(audio, AudioStream)
+        audio.codec_context.layout = "mono"
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = copied
+                out.mux(packet)
+        samples = tone_bursts(16000)
+        for start in range(0, len(samples), 4000):
+            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 4000], format="flt", layout="mono")
+            frame.sample_rate = 16000
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    return buf.getvalue()

@@ -135,6 +135,17 @@ def test_wall_time_limit_is_checked_while_decoding() -> None:
     assert isinstance(err, TimeoutError)
 
 
+@pytest.mark.parametrize(("offset", "value", "match"), [
+    (24, 805_322_368, "sample rate of 805322368 Hz"), (24, 0, None), (22, 200, "200 channels"),
+])
+def test_absurd_header_fields_are_corrupt_not_slow(offset: int, value: int, match: str | None) -> None:
+    """A mutated WAV header once made the resampler spend 12 s on 5 KB (found by fuzzing)."""
+    data = bytearray(sample("wav-s16"))
+    width = 4 if offset == 24 else 2
+    data[offset:offset + width] = value.to_bytes(width, "little")
+    refuse(bytes(data), CorruptAudioError, match)
+
+
 @pytest.fixture
 def real_audio_file(tmp_path: Path) -> Path:
     """A local file a playlist or concat script would make FFmpeg read: real audio, so reading it would succeed."""
@@ -205,7 +216,16 @@ def test_second_wall_no_protocols_even_if_a_script_reached_ffmpeg(real_audio_fil
         sum(int(f.samples) for f in guarded.decode(audio=0))
 
 
-def test_video_only_or_disallowed_codec_is_unsupported() -> None:
+def test_video_track_is_ignored_and_video_only_is_unsupported() -> None:
+    from audiogen import video_mp4
+
+    from test_audio_formats import assert_tone_bursts
+
+    assert_tone_bursts(decode_audio(video_mp4(with_audio=True), name="clip.mp4"), name="clip.mp4")
+    refuse(video_mp4(with_audio=False), UnsupportedAudioError, "holds no audio stream")
+
+
+def test_disallowed_codec_is_unsupported() -> None:
     from audiogen import encode_pyav
 
     mp2 = encode_pyav(tone_bursts(16000), 16000, muxer="matroska", codec="mp2")

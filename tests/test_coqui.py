@@ -84,7 +84,8 @@ def test_tiny_vits_loads_and_speaks_sentence_by_sentence(model_dir: Path, caplog
         assert np.isfinite(samples).all() and float(np.abs(samples).max()) > 0.0
         # hop 64 at 16 kHz: every character yields at least a frame; random durations stay within reason
         assert 0.05 < chunk.audio.duration < 0.5 * len(chunk.text) + 2.0
-    assert "How are you" not in caplog.text  # Coqui's "Input: ..." record is filtered out
+    for spoken in ("hello there", "how are you", "see you soon"):
+        assert spoken not in caplog.text.lower()  # Coqui's records that echo the input are filtered out
 
 
 @pytest.mark.coqui

@@ -31,6 +31,9 @@ from mailvoice.dictation.draft import Draft
     ("A literal translation.", "A literal translation.", ()),
     ("The trial period ends today.", "The trial period ends today.", ()),
     ("", "", ()),
+    ("Comment.", "", ("comma",)),
+    ("I have a comment.", "I have a comment.", ()),
+    ("Cut that.", "", ("cap",)),
 ])
 def test_parse(utterance: str, text: str, commands: tuple[str, ...]) -> None:
     parsed = parse(utterance)

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 MAX_BAD_PACKETS = 50
 """Damaged packets skipped (phones send slightly broken files) before the whole file counts as corrupt."""
 
+MIN_RATE, MAX_RATE = 1000, 384_000
+"""Sample rates a real recording can have."""
+MAX_CHANNELS = 16
 TRUNCATED_FRACTION = 0.9
 """Less than this share of the duration a header declares (minus half a second) means the file was cut short."""
 
@@ -125,8 +128,7 @@ def _decode_container(
             f"{limits.name}: codec {codec!r} is not accepted in {container.name}; accepted: "
             + ", ".join(sorted(container.codecs))
         )
-    if not stream.codec_context.sample_rate or stream.codec_context.sample_rate <= 0:
-        raise CorruptAudioError(f"{limits.name}: the audio stream declares no sample rate")
+    _check_shape(limits, stream.codec_context.sample_rate, stream.codec_context.channels)
     declared = _declared_seconds(demuxed, stream, data) if container.header_duration else 0.0
     limits.check_duration(declared, declared=True)
 
@@ -144,8 +146,9 @@ def _decode_container(
                 raise
             continue
         for frame in frames:
-            if not frame.sample_rate or frame.samples <= 0:
+            if frame.samples <= 0:
                 continue
+            _check_shape(limits, frame.sample_rate, frame.layout.nb_channels)
             decoded_seconds += frame.samples / frame.sample_rate
             limits.check_duration(decoded_seconds)
             resampler = _resample(resampler, frame, chunks, rate)
@@ -162,6 +165,16 @@ def _decode_container(
     samples = np.concatenate(chunks).astype(np.float32, copy=False)
     np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
     return np.clip(samples, -1.0, 1.0, out=samples)
+
+
+def _check_shape(limits: _Limits, rate: int, channels: int) -> None:
+    """Refuse a sample rate or channel count no recording has: a mutated header (800 MHz) stalls the resampler."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise CorruptAudioError(
+            f"{limits.name}: declares a sample rate of {rate} Hz; audio is {MIN_RATE} to {MAX_RATE} Hz"
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise CorruptAudioError(f"{limits.name}: declares {channels} channels; at most {MAX_CHANNELS} are read")
 
 
 def _resample(resampler: Any, frame: Any, chunks: list[npt.NDArray[np.float32]], rate: int) -> Any:

@@ -57,7 +57,7 @@ async def _dictate(args: argparse.Namespace, settings: Settings) -> tuple[str, s
         samples = await asyncio.to_thread(load_file, Path(args.input), settings.audio)
         frames = PacedSource(samples, realtime=not args.fast).frames()
     pipeline = await asyncio.to_thread(Pipeline, settings)
-    session = DictationSession(pipeline.recognizer(), pipeline.worker)
+    session = DictationSession(pipeline.recognizer(), pipeline.worker, catch_up=not args.fast)
     view = _View()
     action = ""
 

@@ -9,7 +9,8 @@ import os
 from mailvoice.commands import err_console, open_store, settings_from
 
 log = logging.getLogger(__name__)
-TOKEN_ENV = "MAILVOICE_WEB_TOKEN"
+TOKEN_ENV = "MAILVOICE_WEB_TOKEN"  # noqa: S105 (a variable name, not a secret)
+_ANY = ("0.0.0.0", "::")  # noqa: S104 (recognised, not bound here)
 ORIGINS_ENV = "MAILVOICE_WEB_ORIGINS"
 """Comma-separated extra origins allowed on the WebSocket, e.g. the reverse proxy's https://mail.example.org."""
 
@@ -28,11 +29,12 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(settings)
     pipeline = Pipeline(settings)
     app = create_app(settings, pipeline, WebConfig(token, origins, Limits()), store)
-    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    shown = "127.0.0.1" if args.host in _ANY else args.host
     if not (args.token or os.environ.get(TOKEN_ENV)):
         err_console().print(f"open http://{shown}:{args.port}/#token={token}")
     else:
-        err_console().print(f"serving on http://{shown}:{args.port}/ (token from {'--token' if args.token else TOKEN_ENV})")
+        source = "--token" if args.token else TOKEN_ENV
+        err_console().print(f"serving on http://{shown}:{args.port}/ (token from {source})")
     log.info("allowed WebSocket origins: %s", ", ".join(sorted(origins)))
     config = uvicorn.Config(app, host=args.host, port=args.port, ws="websockets-sansio", ws_max_size=300_000,
                             ws_per_message_deflate=False, log_level="warning", lifespan="off",

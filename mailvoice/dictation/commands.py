@@ -28,6 +28,10 @@ PHRASES: dict[tuple[str, ...], CommandName] = {
     ("send", "it"): "send", ("save", "draft"): "save_draft", ("save", "as", "draft"): "save_draft",
     ("save", "the", "draft"): "save_draft", ("cancel",): "cancel",
 }
+ALONE_ALIASES: dict[tuple[str, ...], CommandName] = {
+    ("comment",): "comma", ("coma",): "comma", ("cut", "that"): "cap", ("tap", "that"): "cap",
+}
+"""What Whisper tiny.en hears for a command said on its own; honoured only as the whole utterance."""
 LITERAL = "literal"
 _LONGEST = max(len(p) for p in PHRASES)
 _EDGE = re.compile(r"^[^\w']+|[^\w']+$")
@@ -73,6 +77,9 @@ def _unescape(words: list[str]) -> list[str]:
 def parse(utterance: str) -> Parsed:
     """Split an utterance's final text into its text and its trailing commands."""
     words = utterance.split()
+    alone = ALONE_ALIASES.get(tuple(_key(w) for w in words))
+    if alone is not None:
+        return Parsed("", (alone,))
     commands: list[CommandName] = []
     while words:
         keys = [_key(w) for w in words]

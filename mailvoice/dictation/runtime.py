@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from mailvoice.dictation.recognizer import StreamSettings, StreamingRecognizer
+from mailvoice.dictation.recognizer import StreamingRecognizer, StreamSettings
 
 if TYPE_CHECKING:
     from mailvoice.config import Settings

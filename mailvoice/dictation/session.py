@@ -37,8 +37,11 @@ SessionEvent = Event | DraftChanged
 class DictationSession:
     """Feeds a recognizer from an audio source and keeps the draft; one per microphone or browser socket."""
 
-    def __init__(self, recognizer: StreamingRecognizer, worker: ModelWorker, draft: Draft | None = None) -> None:
+    def __init__(self, recognizer: StreamingRecognizer, worker: ModelWorker, draft: Draft | None = None, *,
+                 catch_up: bool = True) -> None:
         self.recognizer = recognizer
+        self.catch_up = catch_up
+        """Feed everything that queued up during a decode at once (live audio); False feeds chunk by chunk."""
         self.worker = worker
         self.draft = draft or Draft()
 
@@ -65,8 +68,8 @@ class DictationSession:
                 if chunks[-1] is None:
                     ended = True
                 audio = [c for c in chunks if c is not None]
-                if audio:
-                    batch = np.concatenate(audio) if len(audio) > 1 else audio[0]
+                batches = ([np.concatenate(audio)] if len(audio) > 1 else audio) if self.catch_up else audio
+                for batch in batches:
                     for event in await self.worker.run(self.recognizer.feed, batch):
                         for out in self._handle(event):
                             yield out

@@ -43,11 +43,11 @@ class _DropContent(logging.Filter):
         self.prefixes = prefixes
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefixes)
+        return bool(self.prefixes) and not str(record.msg).startswith(self.prefixes)
 
 
 def drop_content_logs(logger_name: str, *prefixes: str) -> None:
-    """Mail text must never reach a log: silence the engine library's records that echo their input."""
+    """Mail text must never reach a log: drop a library logger's records starting with a prefix (all, if none)."""
     logger = logging.getLogger(logger_name)
     if not any(isinstance(f, _DropContent) for f in logger.filters):
         logger.addFilter(_DropContent(prefixes))

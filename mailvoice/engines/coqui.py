@@ -96,6 +96,7 @@ class CoquiEngine:
 
     def __init__(self, settings: TtsSettings, general: GeneralSettings) -> None:
         drop_content_logs("TTS.utils.synthesizer", "Input:")  # Coqui logs each input text at INFO
+        drop_content_logs("TTS.tts.utils.text.tokenizer")  # ... and again (even as a WARNING) when tokenizing
         checkpoint, config = resolve_coqui(settings.voice)
         api = _import_tts_api()
         import numpy as np

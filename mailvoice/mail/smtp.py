@@ -13,6 +13,7 @@ How failures are classified (DeliveryError.permanent), so the outbox knows wheth
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -111,6 +112,7 @@ async def send(raw: bytes, sender: str, recipients: Sequence[str], settings: Smt
     except Exception as exc:
         raise _classify(exc, where, settings) from exc
     finally:
+        protocol = client.protocol
         try:
             if client.is_connected:
                 await client.quit()
@@ -118,6 +120,7 @@ async def send(raw: bytes, sender: str, recipients: Sequence[str], settings: Smt
             log.debug("%s: QUIT failed; closing", where)
         finally:
             client.close()  # also after a failed connect or STARTTLS: no transport is left open
+            await _closed(protocol)
     refused = tuple(Refusal(r, int(resp.code), str(resp.message)) for r, resp in errors.items())
     accepted = tuple(r for r in rcpts if r not in errors)
     if refused:
@@ -125,6 +128,14 @@ async def send(raw: bytes, sender: str, recipients: Sequence[str], settings: Smt
     else:
         log.info("%s: accepted for %d recipient(s), %d bytes", where, len(accepted), len(raw))
     return SendResult(accepted, refused)
+
+
+async def _closed(protocol: object, limit: float = 1.0) -> None:
+    """Let the TLS shutdown finish so the socket is really closed (a loop that ends first leaks it)."""
+    deadline = time.monotonic() + limit
+    # aiosmtplib exposes no close waiter; its protocol drops `transport` in connection_lost.
+    while getattr(protocol, "transport", None) is not None and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
 
 
 def _classify(exc: Exception, where: str, settings: SmtpSettings) -> DeliveryError:

@@ -12,7 +12,7 @@ import importlib.resources
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mailvoice.errors import MailvoiceError
@@ -43,7 +43,7 @@ class WebConfig:
 
     token: str
     origins: frozenset[str]
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
 
 
 def _static(name: str) -> bytes:

@@ -9,9 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-TOKEN_PROTOCOL_PREFIX = "token."
+TOKEN_PROTOCOL_PREFIX = "token."  # noqa: S105 (a prefix, not a secret)
 """The browser sends the token as a WebSocket subprotocol ("token.<token>"): never in the URL, so never in logs."""
 APP_PROTOCOL = "mailvoice.v1"
+_ANY = ("0.0.0.0", "::")  # noqa: S104 (recognised, not bound here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +65,9 @@ def normalise_origin(origin: str) -> str:
 
 def allowed_origins(host: str, port: int, extra: Iterable[str] = ()) -> frozenset[str]:
     """The page's own origins (as served) plus configured ones (the HTTPS reverse proxy's)."""
-    hosts = {host} | ({"127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost", "0.0.0.0", "::") else set())
-    own = {normalise_origin(f"http://{h}:{port}") for h in hosts if h not in ("0.0.0.0", "::")}
+    local = host in ("127.0.0.1", "localhost", *_ANY)
+    hosts = {host} | ({"127.0.0.1", "localhost"} if local else set())
+    own = {normalise_origin(f"http://{h}:{port}") for h in hosts if h not in _ANY}
     return frozenset(o for o in (*own, *(normalise_origin(e) for e in extra)) if o)
 
 

@@ -45,7 +45,7 @@
     } else if (ev.type === "status") {
       status(ev.degraded ? "Slowed down to keep up (compute/audio " + ev.ratio.toFixed(2) + ")." : "Recording.");
     } else if (ev.type === "sent") {
-      status(ev.sent ? "Sent." : "Queued: the outbox will retry."); $("text").value = "";
+      status(ev.sent ? "Sent." : "Queued: the outbox will retry.");
     } else if (ev.type === "draft_saved") {
       status("Saved as a draft in " + ev.folder + ".");
     } else if (ev.type === "error") {

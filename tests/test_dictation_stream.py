@@ -1,0 +1,107 @@
+"""The streaming recognizer on synthesized speech fed at real-time pace, and spoken commands end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from speech import general, silence, speak, wer
+
+from mailvoice.config import Settings
+from mailvoice.dictation.decoder import echoes, repeats
+from mailvoice.dictation.events import Final, Partial
+from mailvoice.dictation.runtime import Pipeline
+from mailvoice.dictation.session import DictationSession, DraftChanged
+from mailvoice.dictation.sources import PacedSource
+
+pytestmark = pytest.mark.slow
+SCRIPT = ["Hi Bob, thanks for the report on the new budget.",
+          "I think we should meet on Thursday to discuss the numbers."]
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Iterator[Pipeline]:
+    p = Pipeline(Settings(general=general()))
+    yield p
+    p.close()
+
+
+def utterances(*texts: str, gap: float = 1.0) -> np.ndarray:
+    return np.concatenate([np.concatenate([speak(t).samples, silence(gap)]) for t in texts])
+
+
+async def _run(pipeline: Pipeline, samples: np.ndarray, realtime: bool) -> tuple[list[object], PacedSource,
+                                                                                   DictationSession]:
+    source = PacedSource(samples, realtime=realtime)
+    session = DictationSession(pipeline.recognizer(), pipeline.worker, catch_up=realtime)
+    events: list[object] = []
+    async for ev in session.run(source.frames()):
+        events.append(ev)
+    return events, source, session
+
+
+def test_loop_guards() -> None:
+    assert repeats("Hi Bob Hi Bob Hi".split())
+    assert repeats("t t t t".split())
+    assert not repeats("no, no, no, that is wrong".split())
+    assert echoes("the numbers. I think we should meet. I think we should".split())
+    assert not echoes("Hi Bob, thanks for the report on the new budget.".split())
+
+
+def test_realtime_stream_partials_and_finals(pipeline: Pipeline) -> None:
+    samples = utterances(*SCRIPT)
+    events, _, _ = asyncio.run(_run(pipeline, samples, realtime=True))
+    finals = [e for e in events if isinstance(e, Final)]
+    partials = [e for e in events if isinstance(e, Partial)]
+    assert [f.utterance for f in finals] == [1, 2]
+    text = " ".join(f.text for f in finals)
+    assert wer(" ".join(SCRIPT), text) <= 0.15, text
+    assert len(partials) >= 4
+    assert any(p.stable for p in partials), "local agreement never confirmed a word"
+    # confirmed text only grows within an utterance
+    for u in (1, 2):
+        stables = [p.stable for p in partials if p.utterance == u]
+        assert all(b.startswith(a) for a, b in zip(stables, stables[1:], strict=False)), stables
+
+
+def test_spoken_commands_edit_the_draft(pipeline: Pipeline) -> None:
+    samples = utterances("Hello Bob comma", "the plan is ready, period. New paragraph.", "This line is wrong.",
+                         "Scratch that.", "See you soon.", "Send it.", gap=0.9)
+    events, _, session = asyncio.run(_run(pipeline, samples, realtime=False))
+    drafts = [e for e in events if isinstance(e, DraftChanged)]
+    assert drafts[-1].actions == ("send",)
+    text = session.draft.text
+    assert text.replace("Hello, Bob", "Hello Bob").startswith("Hello Bob, the plan is ready.\n\n"), text
+    assert "wrong" not in text and "scratch" not in text.lower()
+    assert text.rstrip().endswith(("See you soon.", "See you soon!"))
+    assert "send it" not in text.lower()
+
+
+def test_dictate_cli_json_from_file(tmp_path: Path) -> None:
+    samples = utterances(SCRIPT[0], "Period.", gap=0.9)
+    wav = tmp_path / "in.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    env = {"MAILVOICE_GENERAL__DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin",
+           "MAILVOICE_CONFIG": str(tmp_path / "config.toml")}
+    (tmp_path / "config.toml").write_text("")
+    proc = subprocess.run([sys.executable, "-m", "mailvoice", "dictate", "--input", str(wav), "--json", "--fast"],
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = {line["type"] for line in lines}
+    assert {"partial", "final", "draft", "done"} <= kinds
+    done = lines[-1]
+    assert done["type"] == "done" and done["action"] is None
+    assert wer(SCRIPT[0], done["text"]) <= 0.15
+    assert done["text"].endswith("budget.") and not done["text"].endswith("..")
