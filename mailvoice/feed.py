@@ -98,7 +98,8 @@ def build_rss(messages: tuple[Message, ...], *, base_url: str, token: str, title
                                           "type": m.content.audio_type or "audio/ogg"})
         if m.duration:
             ET.SubElement(item, f"{{{ITUNES}}}duration").text = str(round(m.duration))
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(rss, encoding="utf-8")
+    body: bytes = ET.tostring(rss, encoding="utf-8", xml_declaration=True)
+    return body
 
 
 def _byte_range(header: str, size: int) -> tuple[int, int] | None:

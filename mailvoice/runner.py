@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 50
-WAIT_SLICE = 2.0
-"""Longest a source thread waits before looking at its stop and wake flags."""
 
 
 class Transcriber:
@@ -95,7 +93,8 @@ class Binding:
     """One configured source: how to open it and whom its transcripts go to."""
 
     ctx: Context
-    open: Callable[[], MailSource]
+    open: Callable[..., MailSource]
+    """Makes the source; takes stop=Event (ends its waits early)."""
     poll_interval: float
 
 
@@ -262,7 +261,7 @@ class Runner:
 
         workers = [SourceThread(b, self, on_work) for b in bindings]
         for w in workers:
-            scheduler.add_job(w.wake.set, "interval", seconds=w.binding.poll_interval,
+            scheduler.add_job(w.wake, "interval", seconds=w.binding.poll_interval,
                               id=f"poll:{w.binding.ctx.account}")
             w.start()
         scheduler.start()
@@ -272,7 +271,7 @@ class Runner:
             log.info("stopping: finishing in-flight work")
             scheduler.shutdown(wait=False)
             for w in workers:
-                w.stop.set()
+                w.shutdown()
             for w in workers:
                 await asyncio.to_thread(w.join)
             await asyncio.wait_for(self.outbox.flush(), timeout=30)
@@ -288,14 +287,24 @@ class SourceThread(threading.Thread):
         self.runner = runner
         self.on_work = on_work
         self.stop = threading.Event()
-        self.wake = threading.Event()
+        self.interrupt = threading.Event()
+        """Handed to the source as its stop flag: ends an IDLE or poll wait early (shutdown or scheduled poll)."""
+
+    def wake(self) -> None:
+        """The scheduled poll: look now, even when the server offers no IDLE."""
+        self.interrupt.set()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.interrupt.set()
 
     def run(self) -> None:
         from mailvoice.backoff import Backoff
 
         backoff = Backoff(base=1.0, cap=300.0)
         while not self.stop.is_set():
-            source = self.binding.open()
+            self.interrupt.clear()
+            source = self.binding.open(stop=self.interrupt)
             try:
                 source.connect()
                 backoff.reset()
@@ -316,9 +325,7 @@ class SourceThread(threading.Thread):
         while not self.stop.is_set():
             if self.runner.drain(source, self.binding.ctx, self.stop):
                 self.on_work()
-            self.wake.clear()
-            waited = 0.0
-            while not (self.stop.is_set() or self.wake.is_set()) and waited < self.binding.poll_interval:
-                if source.wait_for_change(WAIT_SLICE):
-                    break
-                waited += WAIT_SLICE
+            if self.stop.is_set():
+                return
+            self.interrupt.clear()
+            source.wait_for_change(self.binding.poll_interval)

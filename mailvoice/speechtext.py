@@ -190,6 +190,8 @@ def _sentence_lines(paragraph: list[str]) -> str:
         line = _BULLET.sub("", line).strip()
         if not line:
             continue
+        if bullet:
+            line = line[0].upper() + line[1:]  # a lower-case start would glue it to the item before
         nxt = paragraph[index + 1].strip() if index + 1 < len(paragraph) else ""
         own_line = bullet or (nxt and _BULLET.match(nxt)) or (len(line) < 45 and nxt[:1].isupper())
         if (own_line or index == len(paragraph) - 1) and line[-1] not in SENTENCE_END + ",":

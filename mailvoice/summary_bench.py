@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 _SENDERS = ("Maria Lopez", "John Baker", "Aisha Khan", "Tom Schmidt", "Lena Novak", "Omar Haddad", "Kim Lee",
             "Pat O'Brien", "Sara Rossi", "Ben Carter")
-_SUBJECTS = ("Invoice for the garden work", "Team lunch on Friday", "Quarterly report draft", "Your parcel is on its way",
-             "Budget review", "Flight change", "School trip forms", "Server maintenance tonight", "Dinner plans",
-             "Contract renewal")
+_SUBJECTS = ("Invoice for the garden work", "Team lunch on Friday", "Quarterly report draft",
+             "Your parcel is on its way", "Budget review", "Flight change", "School trip forms",
+             "Server maintenance tonight", "Dinner plans", "Contract renewal")
 _BODY = ("Hi, the meeting moved to 3:30 PM on 2026-11-25 because the room was double booked. The invoice of $1,250.00 "
          "is attached, and Dr. Patel will join us. Please confirm by Friday, e.g. with a short reply.\n\n"
          "Details are at https://intranet.example.com/meetings/4471?ref=mail. Thanks!")

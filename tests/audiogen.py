@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from av.audio.stream import AudioStream
 
+from mailvoice.types import AudioClip
+
 FloatArray = npt.NDArray[np.float32]
 
 TONE_HZ = 600.0
@@ -54,6 +56,22 @@ def rms_db(samples: FloatArray) -> float:
 def dominant_hz(samples: FloatArray, rate: int) -> float:
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
     return float(np.argmax(spectrum) * rate / len(samples))
+
+
+def assert_tone_bursts(clip: AudioClip, *, name: str) -> None:
+    """The decoded clip is 16 kHz mono float32, as long as the source, with the bursts where they were."""
+    assert clip.sample_rate == 16000
+    assert clip.samples.dtype == np.float32 and clip.samples.ndim == 1
+    assert clip.name == name
+    assert abs(clip.duration - SECONDS) < 0.15, clip.duration
+    assert np.all(np.isfinite(clip.samples)) and np.max(np.abs(clip.samples)) <= 1.5
+    on = [window(clip.samples, 16000, span) for span in ON_WINDOWS]
+    off = [window(clip.samples, 16000, span) for span in OFF_WINDOWS]
+    for part in on:
+        assert abs(dominant_hz(part, 16000) - TONE_HZ) < 15
+        assert rms_db(part) > -20  # a 0.5 tone is -9 dBFS; lossy speech codecs lose a few dB
+    for part in off:
+        assert rms_db(part) < min(rms_db(p) for p in on) - 25
 
 
 def encode_pyav(
@@ -224,8 +242,8 @@ def video_mp4(*, with_audio: bool) -> bytes:
                 out.mux(packet)
         samples = tone_bursts(16000)
         for start in range(0, len(samples), 4000):
-            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 4000], format="flt", layout="mono")
-            frame.sample_rate = 16000
-            out.mux(audio.encode(frame))
+            chunk = av.AudioFrame.from_ndarray(samples[None, start:start + 4000], format="flt", layout="mono")
+            chunk.sample_rate = 16000
+            out.mux(audio.encode(chunk))
         out.mux(audio.encode(None))
     return buf.getvalue()

@@ -14,6 +14,7 @@ from audiogen import (
     ON_WINDOWS,
     SECONDS,
     TONE_HZ,
+    assert_tone_bursts,
     dominant_hz,
     rms_db,
     tone_bursts,
@@ -34,22 +35,6 @@ from mailvoice.audio import (
 from mailvoice.config import AudioSettings
 from mailvoice.errors import UnsupportedAudioError
 from mailvoice.types import AudioClip, SpeechChunk
-
-
-def assert_tone_bursts(clip: AudioClip, *, name: str) -> None:
-    """The decoded clip is 16 kHz mono float32, as long as the source, with the bursts where they were."""
-    assert clip.sample_rate == 16000
-    assert clip.samples.dtype == np.float32 and clip.samples.ndim == 1
-    assert clip.name == name
-    assert abs(clip.duration - SECONDS) < 0.15, clip.duration
-    assert np.all(np.isfinite(clip.samples)) and np.max(np.abs(clip.samples)) <= 1.5
-    on = [window(clip.samples, 16000, span) for span in ON_WINDOWS]
-    off = [window(clip.samples, 16000, span) for span in OFF_WINDOWS]
-    for part in on:
-        assert abs(dominant_hz(part, 16000) - TONE_HZ) < 15
-        assert rms_db(part) > -20  # a 0.5 tone is -9 dBFS; lossy speech codecs lose a few dB
-    for part in off:
-        assert rms_db(part) < min(rms_db(p) for p in on) - 25
 
 
 @pytest.fixture(scope="module")

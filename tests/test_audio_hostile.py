@@ -217,9 +217,7 @@ def test_second_wall_no_protocols_even_if_a_script_reached_ffmpeg(real_audio_fil
 
 
 def test_video_track_is_ignored_and_video_only_is_unsupported() -> None:
-    from audiogen import video_mp4
-
-    from test_audio_formats import assert_tone_bursts
+    from audiogen import assert_tone_bursts, video_mp4
 
     assert_tone_bursts(decode_audio(video_mp4(with_audio=True), name="clip.mp4"), name="clip.mp4")
     refuse(video_mp4(with_audio=False), UnsupportedAudioError, "holds no audio stream")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -48,11 +49,11 @@ async def _run(pipeline: Pipeline, samples: np.ndarray, realtime: bool) -> tuple
 
 
 def test_loop_guards() -> None:
-    assert repeats("Hi Bob Hi Bob Hi".split())
-    assert repeats("t t t t".split())
-    assert not repeats("no, no, no, that is wrong".split())
-    assert echoes("the numbers. I think we should meet. I think we should".split())
-    assert not echoes("Hi Bob, thanks for the report on the new budget.".split())
+    assert repeats(["Hi", "Bob", "Hi", "Bob", "Hi"])
+    assert repeats(["t", "t", "t", "t"])
+    assert not repeats(["no,", "no,", "no,", "that", "is", "wrong"])
+    assert echoes(["the", "numbers.", "I", "think", "we", "should", "meet.", "I", "think", "we", "should"])
+    assert not echoes(["Hi", "Bob,", "thanks", "for", "the", "report", "on", "the", "new", "budget."])
 
 
 def test_realtime_stream_partials_and_finals(pipeline: Pipeline) -> None:
@@ -68,7 +69,7 @@ def test_realtime_stream_partials_and_finals(pipeline: Pipeline) -> None:
     # confirmed text only grows within an utterance
     for u in (1, 2):
         stables = [p.stable for p in partials if p.utterance == u]
-        assert all(b.startswith(a) for a, b in zip(stables, stables[1:], strict=False)), stables
+        assert all(b.startswith(a) for a, b in itertools.pairwise(stables)), stables
 
 
 def test_spoken_commands_edit_the_draft(pipeline: Pipeline) -> None:

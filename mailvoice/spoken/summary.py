@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHARS_PER_SECOND = 14.0
-"""Piper's joe voice at length_scale 1 speaks about 14 characters a second (pauses included): for the opening."""
+CHARS_PER_SECOND = 16.0
+"""Piper's joe voice at length_scale 1 speaks about 16 characters a second (pauses included): for the opening."""
 _AGE = re.compile(r"^\s*(\d{1,4})\s*([mhdw])\s*$", re.IGNORECASE)
 _AGE_UNITS = {"m": ("minute", 60), "h": ("hour", 3600), "d": ("day", 86400), "w": ("week", 604800)}
 
