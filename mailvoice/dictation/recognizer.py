@@ -159,6 +159,9 @@ class StreamingRecognizer:
         self._last_decode_at = self._total
         if hyp.looped or hyp.no_speech:
             return None
+        return self._as_partial(hyp)
+
+    def _as_partial(self, hyp: Hypothesis) -> Partial:
         stable, unstable = self._agree.update(hyp.words, self._total / SR)
         return Partial(self.utterance, " ".join([*self._done_parts, *stable]), " ".join(unstable), self._total / SR)
 
@@ -225,6 +228,8 @@ class StreamingRecognizer:
                     end = min(self._total, speech_end + round(self.settings.tail_s * SR))
                     hyp, cost = self._final_text(self._window_start, end, self.final_beam)
                     self._speculative = (self._window_start, speech_end, hyp, cost)
+                    if self._usable(hyp):  # the best text so far doubles as a partial during the pause
+                        events.append(self._as_partial(hyp))
             elif (self._total - self._last_decode_at) / SR >= self.step_s:
                 partial = self._partial()
                 if partial is not None:
