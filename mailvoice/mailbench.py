@@ -130,7 +130,7 @@ def bench_mail(settings: Settings) -> MailBench:
 
         os.environ["MAILVOICE_BENCH_PASSWORD"] = password
         account = AccountSettings(name="bench", host=server.host, username=user, port=server.imaps_port,
-                                  password_env="MAILVOICE_BENCH_PASSWORD", tls="implicit", ca_file=cert,
+                                  password_env="MAILVOICE_BENCH_PASSWORD", tls="implicit", ca_file=cert,  # noqa: S106
                                   address="bench@example.org", poll_interval=300.0, timeout=30.0)
         s = replace(settings, general=GeneralSettings(data_dir=work / "data"), accounts=(account,), maildirs=(),
                     smtp=replace(settings.smtp, host=""))

@@ -108,11 +108,12 @@ async def send(settings: Settings, store: Store, d: Dictated, account_name: str 
         raise MailError("no recipient: give --to ADDR (or fill in To) before sending")
     if not d.text.strip():
         raise MailError("nothing was dictated: the text is empty")
+    recipients = _addresses(d.to)
     account = _account(settings, account_name)
     sender = sender_for(settings, account)
     mail = build_mail(d, sender)
     message = _record(d, account.name if account else "", sender, "queued")
-    envelope = Envelope(sender=getaddresses([sender])[0][1], recipients=_addresses(d.to))
+    envelope = Envelope(sender=getaddresses([sender])[0][1], recipients=recipients)
     out = NewOutgoing(message_id_header=str(mail["Message-ID"]), raw=mail.as_bytes(policy=SMTP),
                       envelope=envelope, message_id=message.id)
     await asyncio.to_thread(store.record, (message,), (out,))

@@ -299,7 +299,7 @@ class ImapSource:
             if m is None:
                 continue  # expunged meanwhile
             flags = {f.decode() if isinstance(f, bytes) else str(f) for f in m.get(b"FLAGS", ())}
-            if DONE_KEYWORD in flags and False:
+            if DONE_KEYWORD in flags:
                 continue  # done in an earlier session (the keyword outlives UID changes)
             when = m.get(b"INTERNALDATE")
             if check_date and isinstance(when, datetime) and when.timestamp() < st.baseline - BASELINE_SLACK_S:

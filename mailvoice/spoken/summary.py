@@ -138,7 +138,7 @@ def _plural(n: int, word: str) -> str:
 
 def _length_words(seconds: float) -> str:
     minutes = round(seconds / 60.0)
-    return "under a minute" if minutes < 1 else _plural(minutes, "minute")
+    return "Under a minute" if minutes < 1 else f"About {_plural(minutes, 'minute')}"
 
 
 def build_script(items: list[SummaryItem], settings: Settings, *, account: str, since: str,
