@@ -204,7 +204,8 @@ async def test_scheduled_summary_fires_under_apscheduler(settings: Settings, sto
     assert mail["X-Mailvoice"] == "summary" and OWNER in mail["To"]
     audio = [p for p in mail.iter_attachments() if p.get_content_type() == "audio/ogg"]
     assert audio and audio[0].get_content()[:4] == b"OggS"
-    assert "Maria Lopez" in mail.get_body(("plain",)).get_content()
+    body = mail.get_body(("plain",))
+    assert body is not None and "Maria Lopez" in body.get_content()
     assert store.list_messages("summary", account="home")
     assert list((settings.general.data_dir / "summaries").glob("summary-home-*.ogg"))
 
@@ -212,7 +213,7 @@ async def test_scheduled_summary_fires_under_apscheduler(settings: Settings, sto
 def test_bad_cron_names_the_setting(settings: Settings) -> None:
     from mailvoice.spoken.schedule import cron_trigger, summary_jobs
 
-    with pytest.raises(ConfigError, match="summary.cron"):
+    with pytest.raises(ConfigError, match=r"summary\.cron"):
         cron_trigger("every morning")
     jobs = summary_jobs(replace(settings, summary=replace(settings.summary, cron="0 7 * * mon-fri",
                                                           account_cron=("home=off",))))

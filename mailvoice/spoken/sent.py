@@ -47,7 +47,7 @@ def _connect(acc: AccountSettings) -> Any:
 
 def _sent_folder(client: Any, configured: str) -> str:
     """The configured folder, else the server's \\Sent special-use folder, else "Sent" (created when missing)."""
-    from imapclient import SENT
+    from imapclient.imapclient import SENT
 
     if configured:
         name = configured
