@@ -186,29 +186,38 @@ class Runner:
         self._stats_lock = threading.Lock()
 
     def drain(self, source: MailSource, ctx: Context, stop: threading.Event | None = None) -> int:
-        """Process everything new in one source; returns how many items were handled."""
+        """Process everything new in one source; returns how many items were handled.
+
+        Each item is committed to the store on its own; the batch is then acknowledged at the source in one go
+        (a crash in between re-fetches items the ledger already has: they are acknowledged, not redone).
+        """
         handled = 0
         while stop is None or not stop.is_set():
             items = source.fetch_new(BATCH)
             if not items:
                 break
-            for item in items:
-                if stop is not None and stop.is_set():
-                    return handled  # unacknowledged items come back next time: nothing lost
-                try:
-                    result = self.pipeline.process(item, ctx)
-                except MailvoiceError as exc:
-                    # e.g. the store is unreachable or the disk is full: acknowledge nothing, try again later
-                    log.error("%s: not processed, will retry: %s", item.ref, exc)
+            done = []
+            try:
+                for item in items:
+                    if stop is not None and stop.is_set():
+                        break  # unacknowledged items come back next time: nothing lost
+                    try:
+                        result = self.pipeline.process(item, ctx)
+                    except MailvoiceError as exc:
+                        # e.g. the store is unreachable or the disk is full: acknowledge nothing more, retry later
+                        log.error("%s: not processed, will retry: %s", item.ref, exc)
+                        with self._stats_lock:
+                            self.stats.errors += 1
+                        raise
+                    done.append(item.ref)
                     with self._stats_lock:
-                        self.stats.errors += 1
-                    raise
-                source.acknowledge(item.ref)
-                crashpoint("acknowledged")
-                with self._stats_lock:
-                    self.stats.add(result)
-                handled += 1
-                log.info("%s: %s %s", item.ref, result.status, result.detail)
+                        self.stats.add(result)
+                    log.info("%s: %s %s", item.ref, result.status, result.detail)
+            finally:
+                if done:
+                    source.acknowledge_many(done)
+                    crashpoint("acknowledged")
+                    handled += len(done)
         return handled
 
     async def run_once(self) -> Stats:

@@ -168,13 +168,17 @@ def test_spoken_summary_heard_back_names_every_sender_and_subject(settings: Sett
     spoken = speak_summary(settings, store, piper_engine(), account="home")
     assert spoken.audio[:4] == b"OggS" and spoken.duration > 5
     heard = whisper_engine().transcribe(load_for_asr(spoken.audio, name="summary.ogg")).text.lower()
-    for phrase in ("maria lopez", "invoice for the garden", "john baker", "team lunch on friday", "sarah miller",
-                   "call me back about the car"):
-        words = phrase.split()
-        window = len(words)
-        tokens = [t.strip(".,;:!?") for t in heard.split()]
-        best = min(wer(phrase, " ".join(tokens[i:i + window])) for i in range(max(1, len(tokens) - window + 1)))
-        assert best <= 0.34, f"{phrase!r} not heard in {heard!r}"
+    tokens = [t.strip(".,;:!?") for t in heard.split()]
+
+    def best(phrase: str) -> float:
+        n = len(phrase.split())
+        return min(wer(phrase, " ".join(tokens[i:i + n])) for i in range(max(1, len(tokens) - n + 1)))
+
+    # tiny.en mishears a first name now and then ("real lopez"): surnames must be exact, names half right
+    for name in ("maria lopez", "john baker", "sarah miller"):
+        assert name.split()[1] in tokens and best(name) <= 0.5, f"{name!r} not heard in {heard!r}"
+    for subject in ("invoice for the garden", "team lunch on friday", "call me back about the car"):
+        assert best(subject) <= 0.25, f"{subject!r} not heard in {heard!r}"
 
 
 @pytest.mark.slow

@@ -327,24 +327,38 @@ class ImapSource:
     # ---------------------------------------------------------------- acknowledging
 
     def acknowledge(self, ref: SourceRef) -> None:
-        if ref.account != self.name or ref.uid is None:
-            raise ValueError(f"{ref} does not belong to {self.where}")
-        st = self._states.get(ref.folder)
-        if st is None or self._selected != ref.folder:
+        self.acknowledge_many([ref])
+
+    def acknowledge_many(self, refs: list[SourceRef]) -> None:
+        """Acknowledge a batch: one STORE (and one cursor save) per folder instead of one per message."""
+        by_folder: dict[str, list[SourceRef]] = {}
+        for ref in refs:
+            if ref.account != self.name or ref.uid is None:
+                raise ValueError(f"{ref} does not belong to {self.where}")
+            by_folder.setdefault(ref.folder, []).append(ref)
+        for folder, group in by_folder.items():
+            self._acknowledge_folder(folder, group)
+
+    def _acknowledge_folder(self, folder: str, refs: list[SourceRef]) -> None:
+        st = self._states.get(folder)
+        if st is None or self._selected != folder:
             # UIDVALIDITY cannot change while a folder stays selected; after a new SELECT it is checked again.
-            st, _ = self._sync(ref.folder)
-        if st.uidvalidity != ref.uidvalidity:
+            st, _ = self._sync(folder)
+        stale = [r for r in refs if r.uidvalidity != st.uidvalidity]
+        for ref in stale:
             log.warning("%s: %s: UIDVALIDITY changed since the fetch; not marked at the source (the ledger "
                         "has it)", self.where, ref)
+        uid = [r.uid for r in refs if r.uidvalidity == st.uidvalidity and r.uid is not None]
+        if not uid:
             return
-        s, uid = self.settings, [ref.uid]
-        with self._errors(f"acknowledge {ref}"):
+        s, ref = self.settings, refs[0]
+        with self._errors(f"acknowledge {ref}" + (f" and {len(uid) - 1} more" if len(uid) > 1 else "")):
             if s.mark_done == "keyword":
                 if st.keywords_ok:
                     self.client.add_flags(uid, [DONE_KEYWORD], silent=True)
                 else:
-                    self._warn_once(f"kw:{ref.folder}", "%s/%s: the server does not allow keywords; relying "
-                                    "on the ledger only", self.where, ref.folder)
+                    self._warn_once(f"kw:{folder}", "%s/%s: the server does not allow keywords; relying "
+                                    "on the ledger only", self.where, folder)
             elif s.mark_done == "seen":
                 self.client.add_flags(uid, [b"\\Seen"], silent=True)
             if s.after == "move":
@@ -355,7 +369,7 @@ class ImapSource:
                     self._delete(uid)
             elif s.after == "delete":
                 self._delete(uid)
-        st.pending.discard(ref.uid)
+        st.pending.difference_update(uid)
         self._save(st)
 
     def _delete(self, uid: list[int]) -> None:

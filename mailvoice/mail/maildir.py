@@ -195,6 +195,10 @@ class MaildirSource:
                     return directory / filename
         return None
 
+    def acknowledge_many(self, refs: list[SourceRef]) -> None:
+        for ref in refs:
+            self.acknowledge(ref)
+
     def acknowledge(self, ref: SourceRef) -> None:
         """Move to cur/ and add the done letter; the unique name (the key) never changes."""
         key = ref.key

@@ -111,6 +111,10 @@ class MailSource(Protocol):
         """Mark the message done at the source (as configured) and advance the cursor."""
         ...
 
+    def acknowledge_many(self, refs: list[SourceRef]) -> None:
+        """Acknowledge several items at once (fewer round trips); same contract as acknowledge."""
+        ...
+
     def wait_for_change(self, timeout: float) -> bool:
         """Block up to `timeout` seconds; True when new mail may have arrived."""
         ...
