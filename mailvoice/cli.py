@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("quarantine", help="list or retry quarantined mail")
     qs = s.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
-    q = qs.add_parser("list")
+    q = qs.add_parser("list", help="items still waiting (open); --all includes retried and resolved ones")
     q.add_argument("--json", action="store_true")
+    q.add_argument("--all", action="store_true")
     q = qs.add_parser("retry")
     q.add_argument("id")
 

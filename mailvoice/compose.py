@@ -68,6 +68,7 @@ def compose_voicemail(
         text=transcript.text, transcript=transcript, caller=caller, subject=parsed.subject,
         sender=from_addr, recipients=ctx.recipients, source=source,
         audio_filename=part.filename, audio_type=part.content_type,
+        message_id=_thread_id(parsed) or "", references=parsed.references,
     )
     message = NewMessage(kind="voicemail", account=ctx.account, content=content, duration=duration,
                          language=transcript.language, audio=part.data)
@@ -98,5 +99,6 @@ def compose_text_record(parsed: ParsedMail, ctx: Context, source: str) -> NewMes
 
     name, addr = _from(parsed)
     content = MessageContent(text=parsed.text, subject=parsed.subject,
-                             sender=f"{name} <{addr}>" if name else addr, recipients=ctx.recipients, source=source)
+                             sender=f"{name} <{addr}>" if name else addr, recipients=ctx.recipients, source=source,
+                             message_id=_thread_id(parsed) or "", references=parsed.references)
     return NewMessage(kind="text", account=ctx.account, content=content)

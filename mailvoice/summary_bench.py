@@ -31,12 +31,15 @@ class SummaryBench:
     threads: int
     script_chars: int
     audio_seconds: float
+    """Length of the summary as heard (speech plus sentence and paragraph pauses)."""
+    speech_seconds: float
+    """Synthesized speech alone (pauses are free silence)."""
     first_audio_seconds: float
     """From synthesize() to the first sentence's samples in hand (median): what a listener waits."""
     synth_seconds: float
     """Whole script, median."""
     speed: float
-    """Audio seconds per wall second (x real time)."""
+    """Heard seconds per wall second (x real time, pauses included)."""
 
 
 def bench_script(settings: Settings, items: int = 20) -> str:
@@ -62,17 +65,18 @@ def bench_tts_summary(settings: Settings, tts: TtsEngine | None = None, *, repea
     next(iter(tts.synthesize("Warm up.")))
     firsts: list[float] = []
     totals: list[float] = []
-    audio = 0.0
+    audio = speech = 0.0
     for _ in range(max(1, repeats)):
         start = time.perf_counter()
         chunks = iter(tts.synthesize(text))
         first = next(chunks)
         firsts.append(time.perf_counter() - start)
-        audio = first.audio.duration + first.pause_after
+        audio, speech = first.audio.duration + first.pause_after, first.audio.duration
         for chunk in chunks:
             audio += chunk.audio.duration + chunk.pause_after
+            speech += chunk.audio.duration
         totals.append(time.perf_counter() - start)
     total = statistics.median(totals)
     return SummaryBench(items=20, threads=int(getattr(tts, "threads", 0) or os.cpu_count() or 1),
-                        script_chars=len(text), audio_seconds=audio,
+                        script_chars=len(text), audio_seconds=audio, speech_seconds=speech,
                         first_audio_seconds=statistics.median(firsts), synth_seconds=total, speed=audio / total)

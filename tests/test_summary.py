@@ -245,3 +245,12 @@ def test_cli_summary_writes_audio(settings: Settings, store: Store, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     clip = decode_audio(out.read_bytes(), name="inbox.ogg")
     assert clip.duration > 3
+
+
+def test_bench_script_is_a_twenty_mail_summary() -> None:
+    from mailvoice.summary_bench import bench_script
+
+    text = bench_script(Settings())
+    assert text.startswith("Twenty new messages.")
+    assert text.count("Voicemail from") + text.count("Message from") == 20
+    assert not any(ch.isdigit() for ch in text) and "http" not in text

@@ -87,7 +87,7 @@ def _quarantine(args: argparse.Namespace) -> int:
     store = open_store(settings)
     try:
         if args.quarantine_command == "list":
-            rows = store.list_quarantine(None)
+            rows = store.list_quarantine(None if args.all else "open", limit=1000)
             if args.json:
                 for q in rows:
                     print(json.dumps({"id": q.id, "account": q.account, "folder": q.folder, "uid": q.uid,

@@ -52,6 +52,8 @@ def summary_jobs(settings: Settings) -> list[SummaryJob]:
     """Each account's cron line: summary.account_cron overrides summary.cron; "off" or empty means none."""
     from mailvoice.runner import contexts
 
+    if not settings.summary.cron.strip() and not settings.summary.account_cron:
+        return []
     accounts = list(contexts(settings))
     overrides: dict[str, str] = {}
     for entry in settings.summary.account_cron:

@@ -239,7 +239,11 @@ def create_app(settings: Settings, pipeline: Pipeline, config: WebConfig, store:
         await ws.accept(subprotocol=APP_PROTOCOL)
         await _Connection(ws, settings, pipeline, store, config.limits).serve()
 
-    app: Starlette = Starlette(routes=[
-        Route("/", page), Route("/static/{name}", static), WebSocketRoute(WS_PATH, socket),
-    ])
+    routes: list[Any] = [Route("/", page), Route("/static/{name}", static), WebSocketRoute(WS_PATH, socket)]
+    if store is not None:
+        from mailvoice.feed import feed_routes
+
+        shared = store
+        routes += feed_routes(settings, lambda: shared)  # the private podcast feed of spoken summaries
+    app: Starlette = Starlette(routes=routes)
     return _Guard(app, config)
