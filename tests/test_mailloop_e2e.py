@@ -313,3 +313,25 @@ def test_idle_delivers_without_waiting_for_the_poll(
     while mail_user.sessions() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert mail_user.sessions() == 0, "the daemon left an IMAP session behind"
+
+
+def test_permanent_refusal_is_not_retried_and_the_owner_is_told_once(
+    bot: Bot, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    text = bot.config.read_text()
+    bot.config.write_text(text.replace("[smtp]", '[delivery]\nowners = ["owner@example.org"]\n\n[smtp]', 1))
+    baseline(bot)
+    recipient = f"{mail_user.user}@example.org"
+    smtp_server.handler.refuse.add(recipient)
+    mail_user.append(voicemail("<vm-refused@pbx.example.com>"))
+    assert bot.once().returncode == 0
+    time.sleep(1.2)  # past any retry delay: a 5xx must not be retried anyway
+    assert bot.once().returncode == 0
+    assert len(smtp_server.messages) == 1, "only the notice to the owner"
+    notice = smtp_server.messages[0]
+    assert notice.recipients == ("owner@example.org",)
+    head = parsed(notice.raw)
+    assert head["X-Mailvoice"] == "notice" and head["Auto-Submitted"] == "auto-generated"
+    assert "could not be delivered" in body_text(head)
+    assert bot.once().returncode == 0
+    assert len(smtp_server.messages) == 1
