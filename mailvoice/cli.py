@@ -30,6 +30,8 @@ _COMMANDS: dict[str, str] = {
     "summary": "summary",
     "send": "send",
     "reply": "send",
+    "worker": "worker",
+    "scheduler": "scheduler",
 }
 
 
@@ -70,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the mail bot (daemon); --once processes what is waiting and exits")
     s.add_argument("--once", action="store_true", help="process what is waiting, deliver, and exit (cron-friendly)")
     s.add_argument("--since", metavar="DATE", help="also process older mail received since DATE (YYYY-MM-DD)")
+
+    s = sub.add_parser("worker", help="scaled-out worker: consume poll, transcribe, summary and send tasks")
+    s.add_argument("--queues", action="append", default=[], metavar="Q",
+                   help="mail, asr, tts (comma-separated or repeated; default: all three)")
+    s.add_argument("--name", metavar="N", help="worker name (default: mailvoice-PID@HOST)")
+
+    sub.add_parser("scheduler", help="scaled-out scheduler: enqueue polls, sends and summaries for the workers")
 
     s = sub.add_parser("messages", help="list stored messages (decrypted)")
     s.add_argument("--json", action="store_true")
@@ -127,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--yes", action="store_true")
 
     s = sub.add_parser("bench", help="benchmarks: speed and memory as ratios against a baseline in the same process")
-    s.add_argument("what", choices=["asr", "tts", "mail", "dictation"])
+    s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale"])
     s.add_argument("--json", action="store_true")
     s.add_argument("--seconds", type=float, default=30.0, help="length of the benchmark speech (asr/tts)")
     return p

@@ -203,6 +203,27 @@ class VoiceEmailSettings:
 
 
 @dataclass(frozen=True)
+class QueueSettings:
+    """The scaled-out deployment (`mailvoice worker`, `mailvoice scheduler`); unused by `mailvoice run`."""
+
+    broker_url: str = ""
+    """Celery broker without a password: amqp://mailvoice@host:5672/mailvoice (RabbitMQ) or redis://host:6379/0."""
+    password_env: str = ""
+    """Environment variable holding the broker password (put into broker_url at connect time)."""
+    password_file: Path | None = None
+    mail_queue: str = "mailvoice.mail"
+    """Polling mailboxes and sending the outbox."""
+    asr_queue: str = "mailvoice.asr"
+    """Transcribing voicemail: place these workers where the cores are."""
+    tts_queue: str = "mailvoice.tts"
+    """Synthesizing spoken summaries."""
+    outbox_interval: float = 10.0
+    """Seconds between the scheduler's outbox sends (a worker also sends right after each transcript)."""
+    requeue_after: float = 900.0
+    """A queued voicemail whose task was lost (publisher died) is enqueued again after this many seconds."""
+
+
+@dataclass(frozen=True)
 class Settings:
     general: GeneralSettings = field(default_factory=GeneralSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
@@ -212,6 +233,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     summary: SummarySettings = field(default_factory=SummarySettings)
     voice_email: VoiceEmailSettings = field(default_factory=VoiceEmailSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
     accounts: tuple[AccountSettings, ...] = ()
     maildirs: tuple[MaildirSettings, ...] = ()
     source: Path | None = None
@@ -227,6 +249,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliverySettings,
     "summary": SummarySettings,
     "voice_email": VoiceEmailSettings,
+    "queue": QueueSettings,
 }
 _LISTS: dict[str, type[Any]] = {"accounts": AccountSettings, "maildirs": MaildirSettings}
 

@@ -1,5 +1,7 @@
 """Named crash points for the exactly-once tests: SIGKILL this process at a pipeline step.
 
+"transcribing" fires in a scaled-out worker as the model starts on an attachment (mailvoice.scale.tasks).
+
 Read only when MAILVOICE_TEST_CRASH_AT is set (the tests set it); a no-op otherwise.
 """
 
@@ -9,7 +11,7 @@ import os
 import signal
 
 ENV = "MAILVOICE_TEST_CRASH_AT"
-STEPS = ("fetched", "transcribed", "stored", "acknowledged", "sending", "sent")
+STEPS = ("fetched", "transcribing", "transcribed", "stored", "acknowledged", "sending", "sent")
 
 
 def crashpoint(step: str) -> None:

@@ -73,6 +73,8 @@ class _Work:
     outgoing: list[NewOutgoing] = field(default_factory=list)
     retry_of: str | None = None
     """Quarantine id when `mailvoice quarantine retry` re-runs a parked item."""
+    work_id: str | None = None
+    """Work item id when a scaled-out worker processes an item the poller queued (mailvoice.scale)."""
 
 
 _OWN = re.compile(rb"^x-mailvoice:[ \t]*(transcript|notice|summary|voice)", re.IGNORECASE | re.MULTILINE)
@@ -100,9 +102,10 @@ class Pipeline:
         self._store = store
         self._asr = transcribe
 
-    def process(self, item: SourceItem, ctx: Context, *, retry_of: str | None = None) -> Result:
+    def process(self, item: SourceItem, ctx: Context, *, retry_of: str | None = None,
+                work_id: str | None = None) -> Result:
         """Run every stage; returns once the outcome is durably committed (or known to be a duplicate)."""
-        work = _Work(item=item, ctx=ctx, retry_of=retry_of)
+        work = _Work(item=item, ctx=ctx, retry_of=retry_of, work_id=work_id)
         try:
             for stage in STAGES:
                 getattr(self, f"_stage_{stage}")(work)
@@ -116,8 +119,8 @@ class Pipeline:
 
     def _stage_seen(self, w: _Work) -> None:
         r = w.item.ref
-        if w.retry_of is not None:
-            return
+        if w.retry_of is not None or w.work_id is not None:
+            return  # the ledger row exists already (quarantined, or 'queued' by the poller)
         known = (self._store.seen(r.account, r.folder, r.uidvalidity, r.uid) if r.uid is not None
                  else self._store.seen_key(r.account, r.folder, r.key or ""))
         if known:
@@ -149,7 +152,8 @@ class Pipeline:
         assert w.parsed is not None
         w.mid_hash = message_id_hash(w.parsed.message_id_normalized, w.item.raw)
         w.content_hash = content_hash([p.data for p in w.parts], w.item.raw)
-        if w.retry_of is None and self._store.seen_content(w.ctx.account, w.mid_hash, w.content_hash):
+        fresh = w.retry_of is None and w.work_id is None
+        if fresh and self._store.seen_content(w.ctx.account, w.mid_hash, w.content_hash):
             # Same mail under another UID (renumbered, UIDVALIDITY changed): nothing is sent twice.
             raise _Done(Result("duplicate", "same Message-ID and content already processed"))
 
@@ -184,6 +188,8 @@ class Pipeline:
     def _stage_commit(self, w: _Work) -> None:
         if w.retry_of is not None:
             outcome = self._store.record_retried(w.retry_of, w.messages, w.outgoing)
+        elif w.work_id is not None:
+            outcome = self._store.record_work_done(w.work_id, w.messages, w.outgoing)
         else:
             outcome = self._store.record_processed(self._ref(w), w.messages, w.outgoing)
         if outcome == "duplicate":
@@ -217,7 +223,10 @@ class Pipeline:
         if w.retry_of is not None:
             self._store.quarantine_again(w.retry_of, reason)
             return Result("quarantined", reason)
-        outcome = self._store.record_quarantined(self._ref(w), reason, w.item.raw)
+        if w.work_id is not None:
+            outcome = self._store.record_work_quarantined(w.work_id, self._ref(w), reason, w.item.raw)
+        else:
+            outcome = self._store.record_quarantined(self._ref(w), reason, w.item.raw)
         if outcome == "duplicate":
             return Result("duplicate", "quarantined by an earlier run")
         return Result("quarantined", reason)

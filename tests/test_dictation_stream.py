@@ -73,13 +73,15 @@ def test_realtime_stream_partials_and_finals(pipeline: Pipeline) -> None:
 
 
 def test_spoken_commands_edit_the_draft(pipeline: Pipeline) -> None:
-    samples = utterances("Hello Bob comma", "the plan is ready, period. New paragraph.", "This line is wrong.",
-                         "Scratch that.", "See you soon.", "Send it.", gap=0.9)
+    # Commands said as their own utterances (tiny.en hears a trailing "comma" as "comment" about half the time; the
+    # parser's handling of inline and trailing commands is covered case by case in test_dictation_commands.py).
+    samples = utterances("Hello Bob.", "The plan is ready, period. New paragraph.", "This line is wrong.",
+                         "Scratch that.", "See you soon.", "Send it.", gap=1.2)
     events, _, session = asyncio.run(_run(pipeline, samples, realtime=False))
     drafts = [e for e in events if isinstance(e, DraftChanged)]
     assert drafts[-1].actions == ("send",)
     text = session.draft.text
-    assert text.replace("Hello, Bob", "Hello Bob").startswith("Hello Bob, the plan is ready.\n\n"), text
+    assert text.replace("Hello, Bob", "Hello Bob").startswith("Hello Bob. The plan is ready.\n\n"), text
     assert "wrong" not in text and "scratch" not in text.lower()
     assert text.rstrip().endswith(("See you soon.", "See you soon!"))
     assert "send it" not in text.lower()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import Connection, select, union
@@ -23,11 +25,19 @@ from mailvoice.store.quarantine import QuarantineQueries
 from mailvoice.store.records import NewMessage, NewOutgoing, Outcome, SourceRef
 from mailvoice.store.rotation import reseal_all
 from mailvoice.store.schema import SCHEMA_VERSION, SEALED, ledger, metadata, quarantine, schema_version
+from mailvoice.store.work import WorkQueries
 
 log = logging.getLogger(__name__)
 
 
 def _init_schema(db: Db) -> None:
+    if db.engine.dialect.name == "postgresql":
+        try:
+            from mailvoice.store.migrations import upgrade
+        except ImportError as exc:
+            raise StoreError(f"store {db.where}: PostgreSQL needs the postgres extra: "
+                             "pip install 'mailvoice[postgres]'") from exc
+        upgrade(db.engine)  # Alembic, under an advisory lock: many workers may start at once
     metadata.create_all(db.engine)
     with db.write() as conn:
         found = conn.execute(select(schema_version.c.version)).scalars().all()
@@ -38,7 +48,7 @@ def _init_schema(db: Db) -> None:
                              f"understands ({SCHEMA_VERSION}): upgrade mailvoice")
 
 
-class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries):
+class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, WorkQueries):
     """The encrypted store; synchronous and thread-safe (call it from a worker thread, not the event loop)."""
 
     def __init__(self, db: Db) -> None:
@@ -46,17 +56,34 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries):
 
     @classmethod
     def open(cls, url: str, sealer: Sealer, *, keep_audio: bool = True, recover: bool = True) -> Store:
-        """Open, creating tables if missing; with recover, mails a crash left 'sending' are pending again."""
-        # recover assumes one sender per database (the default deployment); a scaled-out worker passes False.
+        """Open, creating tables if missing; with recover, mails a crash left 'sending' are pending again.
+
+        PostgreSQL: migrations run first (Alembic); recover is skipped, because a shared database has other
+        senders (the scaled-out sender recovers under its cluster lease, `mailvoice run` at its start).
+        """
         store = cls(Db(make_engine(url), sealer, keep_audio=keep_audio))
         try:
             _init_schema(store._db)
-            if recover and (n := store.requeue_sending()):
+            shared = store._db.engine.dialect.name == "postgresql"
+            if recover and not shared and (n := store.requeue_sending()):
                 log.warning("store: %d outgoing mail(s) were mid-send at the last stop; queued again", n)
         except BaseException:
             store.close()
             raise
         return store
+
+    @property
+    def backend(self) -> str:
+        """The database kind: "sqlite" or "postgresql"."""
+        return str(self._db.engine.dialect.name)
+
+    @contextlib.contextmanager
+    def lease(self, name: str, lock_dir: Path) -> Iterator[bool]:
+        """True while this process holds the cluster-wide lease on name; False at once if another does."""
+        from mailvoice.store.lease import try_lease
+
+        with try_lease(self._db, name, lock_dir) as got:
+            yield got
 
     @property
     def sealer(self) -> Sealer:

@@ -1,4 +1,4 @@
-"""The database connection: durable, private SQLite settings, write transactions, errors as StoreError."""
+"""The database connection: durable, private SQLite settings (PostgreSQL: keepalives), write transactions."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ _PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
     f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}",
 )
+
+
+_PG_OPTIONS = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
 
 
 def to_db_time(value: datetime) -> datetime:
@@ -76,6 +79,9 @@ def make_engine(url: str) -> Engine:
             raise StoreError(f"store database {parsed.database} cannot be created ({exc.strerror}); "
                              "check general.data_dir / general.store_url") from exc
     kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}} if is_sqlite else {}
+    if parsed.get_backend_name() == "postgresql":
+        # A dead or cut-off peer ends its session within about a minute (and with it its advisory-lock lease).
+        kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10, "options": _PG_OPTIONS}}
     engine = create_engine(url, **kwargs)
     if is_sqlite:
         _setup_sqlite(engine)

@@ -13,7 +13,8 @@ from typing import Literal
 from mailvoice.types import Transcript
 
 MessageKind = Literal["voicemail", "dictation", "summary", "voice_email", "text"]
-LedgerState = Literal["done", "quarantined"]
+LedgerState = Literal["done", "quarantined", "queued"]
+"""queued: taken in by the scaled-out poller, a worker has yet to process it (see work_items)."""
 OutboxState = Literal["pending", "sending", "sent", "failed"]
 QuarantineState = Literal["open", "retried", "resolved"]
 Outcome = Literal["recorded", "duplicate"]

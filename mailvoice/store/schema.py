@@ -1,4 +1,8 @@
-"""The tables, in portable SQLAlchemy Core (SQLite now, PostgreSQL later); secrets only in sealed columns."""
+"""The tables, in portable SQLAlchemy Core (SQLite and PostgreSQL); secrets only in sealed columns.
+
+A change here needs a migration in mailvoice/store/migrations/versions/ (PostgreSQL runs them; SQLite creates
+missing tables at open).
+"""
 
 from __future__ import annotations
 
@@ -122,9 +126,39 @@ cursors = Table(
     _ts("updated_at"),
 )
 
+work_items = Table(
+    "work_items", metadata,
+    # A source item the scaled-out poller took in and acknowledged; a worker processes it by id (mailvoice.scale).
+    Column("id", String(_ID), primary_key=True),
+    Column("account", String(_NAME), nullable=False),
+    Column("folder", String(_NAME), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger),
+    Column("source_key", String(_NAME)),
+    Column("key_id", String(_KEY_ID), nullable=False),
+    Column("raw", LargeBinary),  # sealed raw mail; NULL once done (the messages hold what is kept)
+    Column("size", BigInteger, nullable=False),
+    Column("internal_date", DateTime(timezone=True)),
+    Column("state", String(16), nullable=False),  # queued -> done | quarantined
+    Column("attempts", Integer, nullable=False),
+    _ts("created_at"),
+    _ts("enqueued_at"),
+    _ts("updated_at"),
+    Index("ix_work_items_state", "state", "enqueued_at"),
+    Index("ix_work_items_key_id", "key_id"),
+)
+
+done_keys = Table(
+    "done_keys", metadata,
+    # Effects without a source item that must happen once (a scheduled summary per account and slot).
+    Column("key", String(_NAME), primary_key=True),
+    _ts("created_at"),
+)
+
 SEALED: dict[str, tuple[Table, tuple[str, ...]]] = {
     "messages": (messages, ("payload", "audio")),
     "outbox": (outbox, ("raw", "envelope")),
     "quarantine": (quarantine, ("raw",)),
+    "work_items": (work_items, ("raw",)),
 }
 """Every sealed column, by table; each row's columns share its key_id (what rotation re-seals)."""
