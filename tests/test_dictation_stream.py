@@ -18,6 +18,7 @@ from speech import general, silence, speak, wer
 from mailvoice.config import Settings
 from mailvoice.dictation.decoder import echoes, repeats
 from mailvoice.dictation.events import Final, Partial
+from mailvoice.dictation.recognizer import StreamSettings
 from mailvoice.dictation.runtime import Pipeline
 from mailvoice.dictation.session import DictationSession, DraftChanged
 from mailvoice.dictation.sources import PacedSource
@@ -77,7 +78,13 @@ def test_spoken_commands_edit_the_draft(pipeline: Pipeline) -> None:
     # parser's handling of inline and trailing commands is covered case by case in test_dictation_commands.py).
     samples = utterances("Hello Bob.", "The plan is ready, period. New paragraph.", "This line is wrong.",
                          "Scratch that.", "See you soon.", "Send it.", gap=1.2)
-    events, _, session = asyncio.run(_run(pipeline, samples, realtime=False))
+    # Fed as fast as possible with degrading off: on a loaded machine the compute watch would otherwise switch
+    # to greedy finals (correct behaviour, tested below) and the words, not the commands, would be under test.
+    steady = Pipeline(Settings(general=general()), StreamSettings(final_beam=5, degrade_above=float("inf")))
+    try:
+        events, _, session = asyncio.run(_run(steady, samples, realtime=False))
+    finally:
+        steady.close()
     drafts = [e for e in events if isinstance(e, DraftChanged)]
     assert drafts[-1].actions == ("send",)
     text = session.draft.text

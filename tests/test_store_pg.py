@@ -50,7 +50,7 @@ def store(pg_url: str, ring: Keyring) -> Iterator[Store]:  # noqa: F811
         yield s
 
 
-def test_concurrent_duplicate_takes_the_integrity_error_path(store: Store, pg_url: str, ring: Keyring) -> None:
+def test_concurrent_duplicate_takes_the_integrity_error_path(store: Store, pg_url: str, ring: Keyring) -> None:  # noqa: F811
     # Another run has inserted the same ledger row and not committed yet: our existence check cannot see it,
     # our insert waits on the unique index, then fails when the other commits. That must read "duplicate".
     other = Store.open(pg_url, Sealer(ring))
@@ -70,7 +70,7 @@ def test_concurrent_duplicate_takes_the_integrity_error_path(store: Store, pg_ur
     assert count(store, "messages") == 0 and count(store, "outbox") == 0 and count(store, "ledger") == 1
 
 
-def test_many_concurrent_runs_record_once(pg_url: str, ring: Keyring) -> None:
+def test_many_concurrent_runs_record_once(pg_url: str, ring: Keyring) -> None:  # noqa: F811
     stores = [Store.open(pg_url, Sealer(ring)) for _ in range(6)]
     outcomes: list[str] = []
     barrier = threading.Barrier(len(stores))
@@ -90,7 +90,7 @@ def test_many_concurrent_runs_record_once(pg_url: str, ring: Keyring) -> None:
         s.close()
 
 
-def test_migrations_equal_the_schema(store: Store, pg_url: str) -> None:
+def test_migrations_equal_the_schema(store: Store, pg_url: str) -> None:  # noqa: F811
     from alembic.autogenerate import compare_metadata
     from alembic.config import Config
     from alembic.migration import MigrationContext
@@ -122,8 +122,9 @@ def test_unique_constraints_hold_without_the_check(store: Store) -> None:
             ledger_rows.insert(conn, twin, "done")
 
 
-def test_lease_is_exclusive_and_dies_with_its_session(store: Store, pg_url: str, ring: Keyring,
-                                                      tmp_path: Path) -> None:
+def test_lease_is_exclusive_and_dies_with_its_session(
+    store: Store, pg_url: str, ring: Keyring, tmp_path: Path  # noqa: F811
+) -> None:
     other = Store.open(pg_url, Sealer(ring))
     try:
         with store.lease("mailbox:a", tmp_path) as held:

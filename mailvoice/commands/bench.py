@@ -1,4 +1,4 @@
-"""`mailvoice bench asr|tts|mail|dictation [--json]`: speed and memory, as ratios against a same-process baseline."""
+"""`mailvoice bench asr|tts|mail|dictation|scale [--json]`: speed and memory, as ratios against a baseline."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def _figures(what: str, args: argparse.Namespace) -> list[Any]:
         from mailvoice.mailbench import bench_mail
 
         return [bench_mail(settings)]
+    if what == "scale":
+        from mailvoice.scale.bench import bench_scale
+
+        return [bench_scale(settings)]
     from mailvoice.dictation.bench import bench_dictation
 
     return [bench_dictation(settings, args.seconds)]

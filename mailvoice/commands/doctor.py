@@ -103,6 +103,53 @@ def _servers(settings: Settings) -> list[Check]:
     return out
 
 
+def _postgres(settings: Settings) -> list[Check]:
+    """A PostgreSQL store: the server answers and the schema is at the migrations' head."""
+    url = settings.general.resolved_store_url()
+    if not url.startswith("postgresql"):
+        return []
+    from sqlalchemy import text
+
+    from mailvoice.store.db import make_engine
+    from mailvoice.store.migrations import HEAD, current
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(text("SHOW server_version")).scalar()
+            at = current(conn)
+    except Exception as exc:
+        return [Check("postgresql", False, f"{_redact(url)} unreachable ({exc.__class__.__name__}: {exc}); check "
+                                           "host, port, database and PGPASSWORD / ~/.pgpass")]
+    finally:
+        engine.dispose()
+    if at != HEAD:
+        return [Check("postgresql", False, f"PostgreSQL {version}: schema at {at or 'nothing'}, expected {HEAD}: "
+                                           "run `python -m mailvoice.store.migrations URL` (or start a worker)")]
+    return [Check("postgresql", True, f"PostgreSQL {version}, schema {HEAD}")]
+
+
+def _broker(settings: Settings) -> list[Check]:
+    """The scaled-out deployment's task broker: reachable, and it accepts our login."""
+    if not settings.queue.broker_url:
+        return []
+    from kombu.connection import Connection
+
+    from mailvoice.scale.app import broker_url
+
+    url = broker_url(settings.queue)
+    shown = _redact(settings.queue.broker_url)
+    try:
+        with Connection(url, connect_timeout=5) as conn:  # type: ignore[no-untyped-call]
+            conn.ensure_connection(max_retries=1)
+            transport = conn.transport_cls
+    except Exception as exc:
+        return [Check("queue broker", False, f"{shown} unreachable or login refused ({exc}); check "
+                                             "queue.broker_url and queue.password_env")]
+    return [Check("queue broker", True, f"{shown} reachable ({transport}), queues {settings.queue.mail_queue}, "
+                                        f"{settings.queue.asr_queue}, {settings.queue.tts_queue}")]
+
+
 def _guard(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
     try:
         got = fn()
@@ -132,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         checks += _guard("store", lambda: _store(settings))
         checks += _guard("models", lambda: _models(settings))
         checks += _guard("servers", lambda: _servers(settings))
+        checks += _guard("postgresql", lambda: _postgres(settings))
+        checks += _guard("queue broker", lambda: _broker(settings))
     table = Table(title="mailvoice doctor", show_lines=False)
     table.add_column("check")
     table.add_column("ok")

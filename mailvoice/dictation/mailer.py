@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, getaddresses
 from typing import TYPE_CHECKING, Any
 
-from mailvoice.config import is_loopback, read_secret
 from mailvoice.errors import ConfigError, MailError, SourceError
 
 if TYPE_CHECKING:
@@ -122,31 +120,10 @@ async def send(settings: Settings, store: Store, d: Dictated, account_name: str 
 
 
 def _connect(acc: AccountSettings) -> Any:
-    """Log in to the account the way the mail source does: TLS verified (ca_file), timeouts always set."""
-    from imapclient import IMAPClient, SocketTimeout
+    """Log in exactly as the mail source does (TLS verified against ca_file, timeouts, secrets, clear errors)."""
+    from mailvoice.mail.imap import open_client
 
-    port = acc.port or (993 if acc.tls == "implicit" else 143)
-    where = f"IMAP account {acc.name!r} ({acc.host}:{port})"
-    if acc.tls == "none" and not (acc.allow_plaintext and is_loopback(acc.host)):
-        raise ConfigError(f"{where}: tls = 'none' is only allowed with allow_plaintext on a loopback host")
-    password = read_secret(where, acc.password_env, acc.password_file)
-    if any(c in password + acc.username for c in "\r\n\0"):
-        raise ConfigError(f"{where}: username or password contains CR, LF or NUL")
-    ctx = ssl.create_default_context(cafile=str(acc.ca_file) if acc.ca_file else None) if acc.tls != "none" else None
-    try:
-        client = IMAPClient(acc.host, port, ssl=acc.tls == "implicit", ssl_context=ctx,
-                            timeout=SocketTimeout(connect=acc.timeout, read=acc.timeout))
-        try:
-            if acc.tls == "starttls":
-                client.starttls(ssl_context=ctx)
-            client.login(acc.username, password)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                client.shutdown()
-            raise
-    except Exception as exc:  # imapclient errors, socket errors, TLS failures
-        raise SourceError(f"{where}: connecting to save the draft failed: {exc or type(exc).__name__}") from exc
-    return client
+    return open_client(acc)
 
 
 def _append_draft(acc: AccountSettings, raw: bytes) -> str:

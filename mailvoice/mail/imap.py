@@ -136,6 +136,17 @@ class ImapSource:
 
     def connect(self) -> None:
         """Connect, (STARTTLS,) log in and select each folder; one attempt. Raises SourceError or ConfigError."""
+        self.login()
+        for folder in self.folders:  # first contact baselines here: what is there now is old mail
+            self._sync(folder)
+
+    def detach(self) -> Any:
+        """Hand the logged-in client over to the caller (who logs it out); this source forgets it."""
+        client, self._client = self.client, None
+        return client
+
+    def login(self) -> None:
+        """Connect, STARTTLS when configured, and log in; touches no folder."""
         from imapclient import IMAPClient, SocketTimeout
         from imapclient.exceptions import CapabilityError
 
@@ -162,8 +173,7 @@ class ImapSource:
             raise
         self._client = client
         log.info("%s: connected (%s)", self.where, s.tls)
-        for folder in self.folders:  # first contact baselines here: what is there now is old mail
-            self._sync(folder)
+
 
     def reconnect(self, max_attempts: int | None = None) -> None:
         """Reconnect with exponential backoff and full jitter; permanent errors (login, certificate) re-raise."""
@@ -483,3 +493,13 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ConfigError):
         return False
     return not isinstance(exc.__cause__, LoginError | CapabilityError | ssl.SSLCertVerificationError)
+
+
+def open_client(settings: AccountSettings) -> Any:
+    """A logged-in IMAPClient for one-off commands (APPEND to Drafts or Sent), with the source's TLS, CA file,
+    timeout, secret and error rules; the caller logs it out."""
+    from mailvoice.mail.source import MemoryCursorStore
+
+    source = ImapSource(settings, MemoryCursorStore())
+    source.login()
+    return source.detach()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import ssl
 from typing import TYPE_CHECKING, Any
 
-from mailvoice.config import is_loopback, read_secret
 from mailvoice.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:
@@ -19,30 +17,10 @@ _FORBIDDEN = frozenset("\r\n\0\"\\")
 
 
 def _connect(acc: AccountSettings) -> Any:
-    """Log in with the account's TLS mode, CA file, timeouts and secret (as the IMAP source does)."""
-    from imapclient import IMAPClient, SocketTimeout
+    """Log in exactly as the mail source does (TLS verified against ca_file, timeouts, secrets, clear errors)."""
+    from mailvoice.mail.imap import open_client
 
-    port = acc.port or (993 if acc.tls == "implicit" else 143)
-    where = f"IMAP account {acc.name!r} ({acc.host}:{port})"
-    if acc.tls == "none" and not (acc.allow_plaintext and is_loopback(acc.host)):
-        raise ConfigError(f"{where}: tls = 'none' is only allowed with allow_plaintext on a loopback host")
-    password = read_secret(where, acc.password_env, acc.password_file)
-    ctx = ssl.create_default_context(cafile=str(acc.ca_file) if acc.ca_file else None) if acc.tls != "none" else None
-    try:
-        client = IMAPClient(acc.host, port, ssl=acc.tls == "implicit", ssl_context=ctx,
-                            timeout=SocketTimeout(connect=acc.timeout, read=acc.timeout))
-    except (OSError, ssl.SSLError) as exc:
-        raise SourceError(f"{where}: connect failed: {exc}") from exc
-    try:
-        if acc.tls == "starttls":
-            client.starttls(ssl_context=ctx)
-        client.login(acc.username, password)
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            client.shutdown()
-        raise SourceError(f"{where}: log in as {acc.username!r} failed ({exc}); check the password and TLS "
-                          "settings") from exc
-    return client
+    return open_client(acc)
 
 
 def _sent_folder(client: Any, configured: str) -> str:
