@@ -115,3 +115,16 @@ def test_dictate_cli_json_from_file(tmp_path: Path) -> None:
     assert done["type"] == "done" and done["action"] is None
     assert wer(SCRIPT[0], done["text"]) <= 0.15
     assert done["text"].endswith("budget.") and not done["text"].endswith("..")
+
+
+def test_compute_watch_degrades_then_recovers(pipeline: Pipeline) -> None:
+    rec = pipeline.recognizer()
+    start_step, start_beam = rec.step_s, rec.final_beam
+    status = None
+    for _ in range(20):  # compute close to real time: falling behind
+        status = rec._account(0.3, 0.3) or status
+    assert status is not None and status.degraded
+    assert rec.degraded and rec.step_s > start_step and rec.final_beam == 1
+    for _ in range(200):  # compute far below real time again: back to the normal step and beam
+        rec._account(0.3, 0.01)
+    assert not rec.degraded and rec.step_s == start_step and rec.final_beam == start_beam
