@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev,web
+echo "== services (PostgreSQL, RabbitMQ, Redis on 127.0.0.1)" && bash scripts/services.sh
+export MAILVOICE_REQUIRE_SERVICES=1
 echo "== ruff" && .venv/bin/ruff check mailvoice tests
 echo "== mypy --strict" && .venv/bin/mypy
 echo "== pytest"

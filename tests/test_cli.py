@@ -161,12 +161,14 @@ def test_quarantine_list_and_retry(cli: Cli) -> None:
     cfg.write_text(f'[[maildirs]]\nname = "phone"\npath = "{maildir}"\naddress = "me@example.com"\n')
     assert cli("--config", str(cfg), "init").returncode == 0
     assert cli("--config", str(cfg), "run", "--once").returncode == 0  # baseline
-    (maildir / "new" / f"{int(time.time())}.M1P1.test").write_bytes(asterisk_mail(audio=encode_audio(speak(SCRIPT), "wav")))
+    voicemail = asterisk_mail(audio=encode_audio(speak(SCRIPT), "wav"))
+    (maildir / "new" / f"{int(time.time())}.M1P1.test").write_bytes(voicemail)
     # a limit too tight for this voicemail: quarantined with a reason naming the setting
     cli.env["MAILVOICE_AUDIO__MAX_DURATION"] = "2"
     proc = cli("--config", str(cfg), "run", "--once")
     assert proc.returncode == 0, proc.stderr
-    (item,) = [json.loads(line) for line in cli("--config", str(cfg), "quarantine", "list", "--json").stdout.splitlines()]
+    listed = cli("--config", str(cfg), "quarantine", "list", "--json").stdout
+    (item,) = [json.loads(line) for line in listed.splitlines()]
     assert "audio.max_duration" in item["reason"]
     assert not (cli.home / "delivered" / "new").exists() or not list((cli.home / "delivered" / "new").iterdir())
 
