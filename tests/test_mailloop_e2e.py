@@ -335,3 +335,37 @@ def test_permanent_refusal_is_not_retried_and_the_owner_is_told_once(
     assert "could not be delivered" in body_text(head)
     assert bot.once().returncode == 0
     assert len(smtp_server.messages) == 1
+
+
+def test_imap_server_restart_under_the_daemon_reconnects_without_leaks(
+    bot: Bot, mail_user: MailUser, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "w") as log:
+        daemon = subprocess.Popen(bot.cmd("-v", "run"), env=bot.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_for(cond: object, what: str, limit: float = 60) -> None:
+        deadline = time.monotonic() + limit
+        while not cond():  # type: ignore[operator]
+            assert daemon.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, f"{what}\n{log_path.read_text(errors='replace')[-3000:]}"
+            time.sleep(0.2)
+
+    try:
+        wait_for(lambda: mail_user.sessions() >= 1, "the daemon never connected")
+        time.sleep(1.0)
+        mail_user.append(voicemail("<vm-before-restart@pbx.example.com>"))
+        wait_for(lambda: len(smtp_server.messages) == 1, "first voicemail not delivered")
+        mail_user.server.restart()  # every connection dropped; same ports
+        mail_user.append(voicemail("<vm-after-restart@pbx.example.com>"))
+        wait_for(lambda: len(smtp_server.messages) == 2, "not delivered after the IMAP server restarted")
+        wait_for(lambda: mail_user.sessions() == 1, "expected exactly one IMAP session after reconnecting")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            raise
+    replies = [m["In-Reply-To"] for m in transcript_mails(smtp_server)]
+    assert sorted(replies) == ["<vm-after-restart@pbx.example.com>", "<vm-before-restart@pbx.example.com>"]
