@@ -5,17 +5,15 @@ from __future__ import annotations
 import email.policy
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import collapse_rfc2231_value, parsedate_to_datetime
-from html.parser import HTMLParser
 from typing import TypeVar
 
-from mailvoice.errors import MailError, MimeLimitError
+from mailvoice.errors import MailError
 from mailvoice.mail.headers import (
     clean_header_text,
     decode_codec,
@@ -23,30 +21,13 @@ from mailvoice.mail.headers import (
     parse_addresses,
     strip_controls,
 )
+from mailvoice.mail.htmltext import html_to_text
+from mailvoice.mail.mimescan import Clock, MimeLimits, limit_error, prescan
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class MimeLimits:
-    """Bounds that keep a hostile mail from costing more than a normal one."""
-
-    max_bytes: int = 60 * 1024 * 1024
-    """Size of the raw message."""
-    max_depth: int = 20
-    """Nesting of multiparts and attached messages."""
-    max_parts: int = 500
-    """MIME entities in the whole tree, containers included."""
-    max_headers: int = 1000
-    """Header fields in one header block."""
-    max_header_bytes: int = 64 * 1024
-    """One header field, folded lines included."""
-    max_params: int = 40
-    """Parameters (semicolons) in one Content-Type or Content-Disposition field: the stdlib's parameter
-    parser is quadratic in them."""
-    max_seconds: float = 5.0
-    """Wall time for scanning, parsing and walking."""
+__all__ = ["Address", "ForwardedMail", "MimeLimits", "MimePart", "ParsedMail", "html_to_text",
+           "normalize_message_id", "parse_message"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,158 +116,6 @@ class ParsedMail:
         return auto or bulk or self.list_id is not None or self.null_sender
 
 
-def _limit(limits: MimeLimits, what: str, value: object, bound: object) -> MimeLimitError:
-    """A limit error that names the limit, the value seen and the setting."""
-    return MimeLimitError(f"message refused: {what} {value} exceeds the limit of {bound} "
-                          f"(MimeLimits.{what}); "
-                          "it is quarantined unparsed")
-
-
-class _Clock:
-    """Deadline shared by the pre-scan, the parser and the walk."""
-
-    def __init__(self, limits: MimeLimits) -> None:
-        self.limits = limits
-        self.start = time.monotonic()
-
-    def check(self) -> None:
-        elapsed = time.monotonic() - self.start
-        if elapsed > self.limits.max_seconds:
-            raise _limit(self.limits, "max_seconds", f"{elapsed:.2f}", self.limits.max_seconds)
-
-
-_MESSAGE_TYPES = (b"message/rfc822", b"message/global")
-_LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n|$)")
-_EOL = re.compile(rb"[\r\n]")
-_BOUNDARY = re.compile(rb'boundary\*?0?\*?[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
-_CTYPE = re.compile(rb"^content-type[ \t]*:", re.IGNORECASE)
-_COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
-_PARAM_FIELD = re.compile(rb"^content-(?:type|disposition)[ \t]*:", re.IGNORECASE)
-_CTE = re.compile(rb"^content-transfer-encoding[ \t]*:[ \t]*([!-~]+)", re.IGNORECASE)
-
-
-def _scan_headers(raw: bytes, pos: int, limits: MimeLimits) -> tuple[int, bytes, list[bytes], bytes]:
-    """Check one header block; return (body start, content type, boundaries, transfer encoding)."""
-    fields: list[bytearray] = []
-    end = len(raw)
-    while pos < end:
-        match = _LINE.match(raw, pos)
-        if match is None:  # pragma: no cover - the pattern matches any position
-            break
-        line, pos = match.group(1), match.end()
-        if not line:
-            break
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
-        else:
-            if len(fields) >= limits.max_headers:
-                raise _limit(limits, "max_headers", f"> {limits.max_headers}", limits.max_headers)
-            fields.append(bytearray(line))
-        if len(fields[-1]) > limits.max_header_bytes:
-            raise _limit(limits, "max_header_bytes", f"> {limits.max_header_bytes}", limits.max_header_bytes)
-    ctype = cte = b""
-    boundaries: list[bytes] = []
-    for item in fields:
-        if _PARAM_FIELD.match(item) and item.count(b";") > limits.max_params:
-            raise _limit(limits, "max_params", item.count(b";"), limits.max_params)
-        if m := _CTYPE.match(item):
-            # Comments are legal anywhere in the field; the stdlib skips them, so must we.
-            bare = bytes(item[m.end(0):])
-            for _ in range(4):
-                bare = _COMMENT.sub(b"", bare)
-            ctype = re.sub(rb"\s+", b"", bare.split(b";", 1)[0]).lower()
-            for source in (bytes(item), bare):
-                for b in _BOUNDARY.finditer(source):
-                    value = (b.group(1) or b.group(2) or b"").split(b"''", 1)[-1].rstrip()
-                    if value and value not in boundaries:
-                        boundaries.append(value)
-        elif m := _CTE.match(item):
-            cte = m.group(1).lower()
-    return pos, ctype, boundaries, cte
-
-
-class _Delimiters:
-    """Lines starting with "--", found in one forward pass (a bare-CR mail must not make it quadratic)."""
-
-    _PATTERNS = (b"\n--", b"\r--")
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self.cached = {pattern: -2 for pattern in self._PATTERNS}  # -2 unknown, -1 none left
-
-    def after(self, pos: int) -> tuple[bytes, int] | None:
-        """The next such line at or after pos: (the rest of the line, where it ends)."""
-        raw = self.raw
-        if pos == 0 and raw.startswith(b"--"):
-            start = 2
-        else:
-            hits = []
-            for pattern in self._PATTERNS:
-                hit = self.cached[pattern]
-                if hit == -2 or 0 <= hit < pos - 1:
-                    hit = self.cached[pattern] = raw.find(pattern, max(pos - 1, 0))
-                if hit >= 0:
-                    hits.append(hit)
-            if not hits:
-                return None
-            start = min(hits) + 3
-        eol = _EOL.search(raw, start)
-        end = eol.start() if eol else len(raw)
-        return raw[start:end], end
-
-
-def _prescan(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int = 0) -> int:
-    """Estimate depth and part count on the raw bytes, so a bomb never reaches the recursive parser."""
-    delimiters = raw.count(b"\n--") + raw.count(b"\r--") + raw.startswith(b"--")
-    # Every MIME part needs a line starting with "--": a hard bound whatever boundary syntax we missed.
-    if delimiters > max(4 * limits.max_parts, 2000):
-        raise _limit(limits, "max_parts", f"(~{delimiters} boundary lines)", limits.max_parts)
-    delimiters_at = _Delimiters(raw)
-    stack: list[tuple[bytes, int]] = []
-    parts = 0
-    pos, depth = 0, base_depth
-    while True:
-        # A header block: it may open a multipart (push its boundary) or an attached message (go deeper).
-        while True:
-            parts += 1
-            if parts > limits.max_parts:
-                raise _limit(limits, "max_parts", f"> {limits.max_parts}", limits.max_parts)
-            if depth > limits.max_depth:
-                raise _limit(limits, "max_depth", f"> {limits.max_depth}", limits.max_depth)
-            pos, ctype, boundaries, cte = _scan_headers(raw, pos, limits)
-            # Any declared boundary counts, multipart or not: over-counting is safe, missing one is not.
-            stack.extend((boundary, depth) for boundary in boundaries)
-            if ctype in _MESSAGE_TYPES and cte not in (b"base64", b"quoted-printable"):
-                depth += 1
-                continue
-            break
-        # The next delimiter line of any open multipart starts the next header block.
-        while True:
-            clock.check()
-            found = delimiters_at.after(pos)
-            if found is None:
-                return parts
-            line, pos = found
-            for i in range(len(stack) - 1, -1, -1):
-                boundary, level = stack[i]
-                if not line.startswith(boundary):
-                    continue
-                rest = line[len(boundary):].rstrip(b" \t")
-                if rest == b"--":
-                    del stack[i:]
-                    break
-                if rest == b"":
-                    del stack[i + 1:]
-                    depth = level + 1
-                    nl = _LINE.match(raw, pos)
-                    pos = nl.end() if nl else pos
-                    break
-            else:
-                continue
-            if rest == b"":
-                break
-
-
 def _safe(call: Callable[[], _T], default: _T) -> _T:
     """Run a stdlib accessor that may raise on malformed input; a default instead of a crash."""
     try:
@@ -337,73 +166,6 @@ def normalize_message_id(value: str | None) -> str | None:
         return None
     local, at, domain = token.rpartition("@")
     return f"<{local}@{domain.lower()}>" if at else f"<{token}>"
-
-
-_BLOCK_TAGS = frozenset({"p", "div", "br", "tr", "li", "ul", "ol", "table", "blockquote", "section",
-                         "article", "header", "footer", "pre", "hr", "dd", "dt", "h1", "h2", "h3", "h4", "h5",
-                         "h6", "address"})
-_DROP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "iframe", "object",
-                        "embed", "svg", "math", "audio", "video", "canvas", "select", "button"})
-_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-                        "track", "wbr", "param"})
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all"
-                           r"|font-size\s*:\s*0+(?:px|pt|em|%)?\s*(?:;|$|!)|opacity\s*:\s*0+(?:\.0+)?\s*(?:;|$|!)",
-                           re.IGNORECASE)
-
-
-class _VisibleText(HTMLParser):
-    """Collects the text a reader would see: no scripts, styles, head or hidden elements; fetches nothing."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self.skip_tag: str | None = None
-        self.skip_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.skip_tag is not None:
-            if tag == self.skip_tag:
-                self.skip_depth += 1
-            elif self.skip_tag == "head" and tag == "body":  # an unclosed <head> must not swallow the body
-                self.skip_tag = None
-            return
-        hidden = tag in _DROP_TAGS or any(
-            (k == "hidden") or (k == "aria-hidden" and (v or "").lower() == "true")
-            or (k == "style" and v is not None and _HIDDEN_STYLE.search(v) is not None)
-            for k, v in attrs)
-        if hidden and tag not in _VOID_TAGS:
-            self.skip_tag, self.skip_depth = tag, 1
-        elif tag in _BLOCK_TAGS:
-            self.chunks.append("\n")
-        elif tag in ("td", "th"):
-            self.chunks.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if self.skip_tag is not None:
-            if tag == self.skip_tag:
-                self.skip_depth -= 1
-                if self.skip_depth <= 0:
-                    self.skip_tag = None
-            return
-        if tag in _BLOCK_TAGS:
-            self.chunks.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self.skip_tag is None:
-            self.chunks.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """The visible text of an HTML body, paragraphs kept as blank lines."""
-    parser = _VisibleText()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # html.parser is lenient, but a crash here must not lose the mail
-        log.debug("html.parser failed; keeping the text collected so far")
-    lines = (" ".join(line.split()) for line in "".join(parser.chunks).splitlines())
-    text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
 @dataclass(slots=True)
@@ -474,19 +236,19 @@ def _encoded_inner(msg: Message) -> bytes | None:
     return data if isinstance(data, bytes) else None
 
 
-def _parse_bytes(raw: bytes, limits: MimeLimits, clock: _Clock, base_depth: int) -> Message:
-    _prescan(raw, limits, clock, base_depth)
+def _parse_bytes(raw: bytes, limits: MimeLimits, clock: Clock, base_depth: int) -> Message:
+    prescan(raw, limits, clock, base_depth)
     try:
         # compat32: the default policy's header registry recurses on nested comments and is slow on many
         # parameters; with compat32 every header stays raw and we decode the few we need ourselves.
         return BytesParser(policy=email.policy.compat32).parsebytes(raw)
     except RecursionError as exc:
-        raise _limit(limits, "max_depth", "(recursion)", limits.max_depth) from exc
+        raise limit_error(limits, "max_depth", "(recursion)", limits.max_depth) from exc
     except Exception as exc:
         raise MailError(f"message could not be parsed ({type(exc).__name__}); it is quarantined") from exc
 
 
-def _walk(root: Message, limits: MimeLimits, clock: _Clock) -> tuple[list[tuple[str, MimePart]],
+def _walk(root: Message, limits: MimeLimits, clock: Clock) -> tuple[list[tuple[str, MimePart]],
                                                                     list[tuple[str, Message]]]:
     """Iterative walk (no recursion) collecting leaves with their owning message, and attached messages."""
     stack = [_Node(root, "", 0, "")]
@@ -498,9 +260,9 @@ def _walk(root: Message, limits: MimeLimits, clock: _Clock) -> tuple[list[tuple[
         seen += 1
         clock.check()
         if seen > limits.max_parts:
-            raise _limit(limits, "max_parts", f"> {limits.max_parts}", limits.max_parts)
+            raise limit_error(limits, "max_parts", f"> {limits.max_parts}", limits.max_parts)
         if node.depth > limits.max_depth:
-            raise _limit(limits, "max_depth", node.depth, limits.max_depth)
+            raise limit_error(limits, "max_depth", node.depth, limits.max_depth)
         ctype = _content_type(node.msg)
         payload = _safe(node.msg.get_payload, None)
         if ctype in ("message/rfc822", "message/global"):
@@ -546,11 +308,14 @@ def _date(msg: Message) -> datetime | None:
     return _safe(lambda: parsedate_to_datetime(value), None) if value else None
 
 
-def parse_message(raw: bytes, *, limits: MimeLimits = MimeLimits()) -> ParsedMail:
+DEFAULT_LIMITS = MimeLimits()
+
+
+def parse_message(raw: bytes, *, limits: MimeLimits = DEFAULT_LIMITS) -> ParsedMail:
     """Parse one received mail; MimeLimitError names the limit a hostile or oversized mail exceeded."""
     if len(raw) > limits.max_bytes:
-        raise _limit(limits, "max_bytes", len(raw), limits.max_bytes)
-    clock = _Clock(limits)
+        raise limit_error(limits, "max_bytes", len(raw), limits.max_bytes)
+    clock = Clock(limits)
     root = _parse_bytes(raw, limits, clock, 0)
     leaves, messages = _walk(root, limits, clock)
     by_owner: dict[str, list[MimePart]] = {}
