@@ -34,6 +34,10 @@ from mailvoice.dictation.draft import Draft
     ("Comment.", "", ("comma",)),
     ("I have a comment.", "I have a comment.", ()),
     ("Cut that.", "", ("cap",)),
+    ("No, scratch that.", "", ("scratch",)),
+    ("Let's scratch that.", "", ("scratch",)),
+    ("Okay, new paragraph.", "", ("new_paragraph",)),
+    ("No.", "No.", ()),
 ])
 def test_parse(utterance: str, text: str, commands: tuple[str, ...]) -> None:
     parsed = parse(utterance)
@@ -59,6 +63,7 @@ def dictate(*utterances: str) -> tuple[str, list[str]]:
     (("First part. New paragraph.", "second part."), "First part.\n\nSecond part."),
     (("Keep this.", "Drop this.", "Scratch that."), "Keep this."),
     (("Keep this.", "drop this scratch that"), "Keep this."),
+    (("Keep this.", "Drop this.", "No, scratch that."), "Keep this."),
     (("We met at", "acme widgets", "cap that"), "We met at Acme Widgets"),
     (("Done. Period. Period.",), "Done."),
     (("Comma.",), ","),

@@ -32,6 +32,9 @@ ALONE_ALIASES: dict[tuple[str, ...], CommandName] = {
     ("comment",): "comma", ("coma",): "comma", ("cut", "that"): "cap", ("tap", "that"): "cap",
 }
 """What Whisper tiny.en hears for a command said on its own; honoured only as the whole utterance."""
+FILLERS = frozenset({"let's", "lets", "no", "oh", "ok", "okay", "um", "uh", "er", "so", "well", "actually",
+                     "sorry", "oops", "and", "hmm"})
+"""Words that, alone before a command, are part of saying it ("No, scratch that."), not text to write."""
 LITERAL = "literal"
 _LONGEST = max(len(p) for p in PHRASES)
 _EDGE = re.compile(r"^[^\w']+|[^\w']+$")
@@ -94,4 +97,6 @@ def parse(utterance: str) -> Parsed:
             break  # "... I had to cancel": text, not the end of the dictation
         commands.insert(0, name)
         words = before
+    if commands and all(_key(w) in FILLERS for w in words):
+        words = []  # "No, scratch that." / "Okay, new paragraph.": the command alone
     return Parsed(" ".join(_unescape(words)), tuple(commands))
