@@ -369,3 +369,36 @@ def test_imap_server_restart_under_the_daemon_reconnects_without_leaks(
             raise
     replies = [m["In-Reply-To"] for m in transcript_mails(smtp_server)]
     assert sorted(replies) == ["<vm-after-restart@pbx.example.com>", "<vm-before-restart@pbx.example.com>"]
+
+
+CANARY_SCRIPT = "Hello, this is a test message about the purple elephant parade on Saturday."
+
+
+def _grep_tree(root: Path, needles: tuple[bytes, ...]) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes().lower()
+            hits += [f"{path}: {n!r}" for n in needles if n in data]
+    return hits
+
+
+def test_no_plaintext_transcript_on_disk_or_in_logs_crash_paths_included(
+    bot: Bot, mail_user: MailUser, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    bot.env["TMPDIR"] = str(tmpdir)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    baseline(bot)
+    mail_user.append(asterisk_mail(audio=encode_audio(speak(CANARY_SCRIPT), "wav"), msgid="<vm-canary@pbx>"))
+    for i, crash in enumerate(("stored", "sending", None)):
+        proc = bot.run("-vv", "run", "--once", crash_at=crash)
+        (logs / f"run{i}.log").write_text(proc.stdout + proc.stderr)
+    assert len(smtp_server.messages) == 1
+    sent = body_text(parsed(smtp_server.messages[0].raw)).lower()
+    assert "elephant" in sent and "parade" in sent  # the canary really went through the pipeline
+    needles = (b"purple elephant", b"elephant parade", "elephant".encode("utf-16-le"))
+    hits = _grep_tree(bot.home, needles) + _grep_tree(tmpdir, needles) + _grep_tree(logs, needles)
+    assert hits == [], hits
