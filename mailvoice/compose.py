@@ -102,3 +102,41 @@ def compose_text_record(parsed: ParsedMail, ctx: Context, source: str) -> NewMes
                              sender=f"{name} <{addr}>" if name else addr, recipients=ctx.recipients, source=source,
                              message_id=_thread_id(parsed) or "", references=parsed.references)
     return NewMessage(kind="text", account=ctx.account, content=content)
+
+
+def compose_quarantine_notice(settings: Settings, parsed: ParsedMail | None, ctx: Context, reason: str, *,
+                              had_audio: bool, source: str) -> NewOutgoing:
+    """Tell the mailbox owner that a mail (usually a voicemail) could not be handled, and what to do about it."""
+    from email.message import EmailMessage
+    from email.utils import format_datetime
+
+    from mailvoice.mail.headers import clean_header_text, make_message_id
+    from mailvoice.store.records import Envelope, NewOutgoing, utcnow
+
+    sender = sender_address(settings, ctx)
+    name, addr = _from(parsed) if parsed is not None else ("", "")
+    original = clean_header_text(parsed.subject if parsed is not None else "", max_len=120) or "(no subject)"
+    what = "Voicemail not transcribed" if had_audio else "Message not processed"
+    msg = EmailMessage(policy=SMTP)
+    msg["Subject"] = clean_header_text(f"{what}: {original}", max_len=200)
+    msg["From"] = sender
+    msg["To"] = ", ".join(ctx.recipients)
+    message_id = make_message_id(_domain(sender))
+    msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(utcnow())
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Mailvoice"] = "notice"
+    thread = _thread_id(parsed) if parsed is not None else None
+    if thread:
+        msg["In-Reply-To"] = thread
+        msg["References"] = thread
+    who = clean_header_text(f"{name} <{addr}>" if name else addr, max_len=200) or "an unknown sender"
+    msg.set_content(
+        f"mailvoice could not handle a message from {who} ({original}).\n\n"
+        f"Reason: {clean_header_text(reason, max_len=600)}\n"
+        f"Where: {source}\n\n"
+        "The original stays in your mailbox, untouched. A sealed copy is kept in quarantine: see it with\n"
+        "`mailvoice quarantine list`, and after fixing the cause run `mailvoice quarantine retry ID`.\n"
+    )
+    envelope = Envelope(sender=envelope_addresses((sender,))[0], recipients=envelope_addresses(ctx.recipients))
+    return NewOutgoing(message_id_header=message_id, raw=msg.as_bytes(policy=SMTP), envelope=envelope)

@@ -213,6 +213,19 @@ class Pipeline:
         where = f"uid {r.uid} (uidvalidity {r.uidvalidity})" if r.uid is not None else f"key {r.key}"
         return f"{r.account}/{r.folder} {where}"
 
+    def _notice(self, w: _Work, reason: str) -> NewOutgoing | None:
+        """The owner hears about a quarantined mail (never our own mail, which would loop)."""
+        from mailvoice.compose import compose_quarantine_notice
+
+        if is_own_mail(w.item.raw):
+            return None
+        try:
+            return compose_quarantine_notice(self._settings, w.parsed, w.ctx, reason, had_audio=bool(w.parts),
+                                             source=self._source_label(w))
+        except Exception:  # a notice must never stop the quarantine itself
+            log.exception("%s: could not compose the quarantine notice", self._source_label(w))
+            return None
+
     def _quarantine(self, w: _Work, reason: str) -> Result:
         from mailvoice.store.records import message_id_hash
 
@@ -223,10 +236,12 @@ class Pipeline:
         if w.retry_of is not None:
             self._store.quarantine_again(w.retry_of, reason)
             return Result("quarantined", reason)
+        notice = self._notice(w, reason)
+        notices = (notice,) if notice is not None else ()
         if w.work_id is not None:
-            outcome = self._store.record_work_quarantined(w.work_id, self._ref(w), reason, w.item.raw)
+            outcome = self._store.record_work_quarantined(w.work_id, self._ref(w), reason, w.item.raw, notices)
         else:
-            outcome = self._store.record_quarantined(self._ref(w), reason, w.item.raw)
+            outcome = self._store.record_quarantined(self._ref(w), reason, w.item.raw, notices)
         if outcome == "duplicate":
             return Result("duplicate", "quarantined by an earlier run")
         return Result("quarantined", reason)

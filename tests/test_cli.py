@@ -170,17 +170,19 @@ def test_quarantine_list_and_retry(cli: Cli) -> None:
     listed = cli("--config", str(cfg), "quarantine", "list", "--json").stdout
     (item,) = [json.loads(line) for line in listed.splitlines()]
     assert "audio.max_duration" in item["reason"]
-    assert not (cli.home / "delivered" / "new").exists() or not list((cli.home / "delivered" / "new").iterdir())
+    (notice,) = list((cli.home / "delivered" / "new").iterdir())  # the owner is told, with the reason
+    told = notice.read_bytes()
+    assert b"X-Mailvoice: notice" in told and b"Voicemail not transcribed" in told and b"max_duration" in told
 
     retry = cli("--config", str(cfg), "quarantine", "retry", item["id"])
     assert retry.returncode == 1  # still too long
     del cli.env["MAILVOICE_AUDIO__MAX_DURATION"]
     retry = cli("--config", str(cfg), "quarantine", "retry", item["id"])
     assert retry.returncode == 0, retry.stderr
-    assert len(list((cli.home / "delivered" / "new").iterdir())) == 1
+    assert len(list((cli.home / "delivered" / "new").iterdir())) == 2  # the notice, then the transcript
     assert cli("--config", str(cfg), "quarantine", "list", "--json").stdout.strip() == ""
     assert cli("--config", str(cfg), "run", "--once").returncode == 0
-    assert len(list((cli.home / "delivered" / "new").iterdir())) == 1
+    assert len(list((cli.home / "delivered" / "new").iterdir())) == 2
 
 
 def test_doctor_checks_a_working_setup(cli: Cli) -> None:

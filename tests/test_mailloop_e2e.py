@@ -132,7 +132,11 @@ def parsed(raw: bytes) -> Message:
 
 
 def transcript_mails(smtp: SmtpServer) -> list[Message]:
-    return [parsed(m.raw) for m in smtp.messages]
+    return [m for m in (parsed(r.raw) for r in smtp.messages) if m["X-Mailvoice"] == "transcript"]
+
+
+def notices(smtp: SmtpServer) -> list[Message]:
+    return [m for m in (parsed(r.raw) for r in smtp.messages) if m["X-Mailvoice"] == "notice"]
 
 
 def body_text(msg: Message) -> str:
@@ -272,8 +276,15 @@ def test_bad_input_is_quarantined_and_the_mailbox_goes_on(
     assert len(reasons) == 2
     assert any("audio" in r.lower() or "wav" in r.lower() for r in reasons), reasons
     assert any("mime" in r.lower() or "depth" in r.lower() or "nest" in r.lower() for r in reasons), reasons
+    # the owner hears about each quarantined mail once, threaded to it, with the reason
+    told = notices(smtp_server)
+    assert len(told) == 2
+    # the broken voicemail was parsed (threaded notice); the bomb was refused before parsing (no thread to join)
+    assert sorted(str(m["In-Reply-To"]) for m in told) == ["<vm-broken@pbx.example.com>", "None"]
+    assert any(m["Subject"].startswith("Voicemail not transcribed") for m in told)
+    assert all("quarantine retry" in body_text(m) for m in told)
     assert bot.once().returncode == 0
-    assert len(smtp_server.messages) == 2
+    assert len(smtp_server.messages) == 4
 
 
 def test_idle_delivers_without_waiting_for_the_poll(

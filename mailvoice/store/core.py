@@ -146,9 +146,11 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, Wor
         """One durable transaction: messages + outbox + ledger row, or nothing; "duplicate" if known."""
         return self._record_item(ref, "processed item", messages, outgoing, None)
 
-    def record_quarantined(self, ref: SourceRef, reason: str, raw: bytes) -> Outcome:
-        """One durable transaction: quarantine row (raw sealed) + ledger row; "duplicate" if known."""
-        return self._record_item(ref, "quarantined item", (), (), (reason, raw))
+    def record_quarantined(self, ref: SourceRef, reason: str, raw: bytes,
+                           outgoing: Sequence[NewOutgoing] = ()) -> Outcome:
+        """One durable transaction: quarantine row (raw sealed) + ledger row (+ a notice to the owner);
+        "duplicate" if known."""
+        return self._record_item(ref, "quarantined item", (), outgoing, (reason, raw))
 
     def record_retried(self, quarantine_id: str, messages: Sequence[NewMessage] = (),
                        outgoing: Sequence[NewOutgoing] = ()) -> Outcome:

@@ -130,12 +130,16 @@ class WorkQueries:
             self._close(conn, wid, "done")
         return "recorded"
 
-    def record_work_quarantined(self, wid: str, ref: SourceRef, reason: str, raw: bytes) -> Outcome:
-        """One transaction: quarantine row (raw sealed) + ledger 'quarantined' + work item 'quarantined'."""
+    def record_work_quarantined(self, wid: str, ref: SourceRef, reason: str, raw: bytes,
+                                outgoing: Sequence[NewOutgoing] = ()) -> Outcome:
+        """One transaction: quarantine row (raw sealed) + ledger 'quarantined' + work item 'quarantined'
+        (+ a notice to the owner)."""
         with self._db.write() as conn:
             item = self._finish(conn, wid)
             if item.state != "queued":
                 return "duplicate"
+            for mail in outgoing:
+                outbox_rows.insert(conn, self._db, mail)
             qid = quarantine_rows.insert(conn, self._db, ref, reason, raw)
             conn.execute(update(ledger).where(_ledger_row(item), ledger.c.state == "queued")
                          .values(state="quarantined", quarantine_id=qid))
