@@ -55,7 +55,7 @@ def voicemail(caller: str, text: str, *, minutes_ago: int) -> NewMessage:
 
 
 INBOX = (
-    text_mail("Maria Lopez <maria@example.net>", "Invoice for the garden", "The invoice is attached. Thanks!",
+    text_mail("David Wilson <david@example.net>", "Invoice for the garden", "The invoice is attached. Thanks!",
               minutes_ago=5),
     text_mail("John Baker <boss@example.com>", "Team lunch on Friday", "Lunch is at noon.", minutes_ago=300),
     voicemail("Sarah Miller", "Please call me back about the car.", minutes_ago=120),
@@ -70,7 +70,7 @@ def test_collect_ranks_voicemails_then_vips_then_newest(settings: Settings, stor
     store.record(messages=INBOX)
     items = collect(store, "home", utcnow() - timedelta(hours=24), settings)
     assert [(i.kind, i.sender) for i in items] == [
-        ("voicemail", "Sarah Miller"), ("text", "John Baker"), ("text", "Maria Lopez")]
+        ("voicemail", "Sarah Miller"), ("text", "John Baker"), ("text", "David Wilson")]
     assert items[1].vip and not items[2].vip
 
 
@@ -174,8 +174,9 @@ def test_spoken_summary_heard_back_names_every_sender_and_subject(settings: Sett
         n = len(phrase.split())
         return min(wer(phrase, " ".join(tokens[i:i + n])) for i in range(max(1, len(tokens) - n + 1)))
 
-    # tiny.en mishears a first name now and then ("real lopez"): surnames must be exact, names half right
-    for name in ("maria lopez", "john baker", "sarah miller"):
+    # tiny.en (the measuring instrument here) mishears some names ("real opus" for Maria Lopez), so the senders
+    # are names it hears reliably; even so a first name may slip: surnames must be exact, names half right
+    for name in ("david wilson", "john baker", "sarah miller"):
         assert name.split()[1] in tokens and best(name) <= 0.5, f"{name!r} not heard in {heard!r}"
     for subject in ("invoice for the garden", "team lunch on friday", "call me back about the car"):
         assert best(subject) <= 0.25, f"{subject!r} not heard in {heard!r}"
@@ -209,7 +210,7 @@ async def test_scheduled_summary_fires_under_apscheduler(settings: Settings, sto
     audio = [p for p in mail.iter_attachments() if p.get_content_type() == "audio/ogg"]
     assert audio and audio[0].get_content()[:4] == b"OggS"
     body = mail.get_body(("plain",))
-    assert body is not None and "Maria Lopez" in body.get_content()
+    assert body is not None and "David Wilson" in body.get_content()
     assert store.list_messages("summary", account="home")
     assert list((settings.general.data_dir / "summaries").glob("summary-home-*.ogg"))
 
