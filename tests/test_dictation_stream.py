@@ -85,12 +85,12 @@ def _commands_applied(text: str) -> list[str]:
         problems.append("'scratch that' did not remove the utterance before it")
     if "send it" in text.lower():
         problems.append("'send it' was written as text")
-    if wer("Hello Bob. The plan is ready.", first) > 0.2 or wer("See you soon.", rest) > 0.34:
+    if wer("Dear Bob. The report is ready.", first) > 0.2 or wer("See you soon.", rest) > 0.34:
         problems.append("the words are off")
     return problems
 
 
-COMMAND_SCRIPT = ("Hello Bob.", "The plan is ready, period. New paragraph.", "This line is wrong.",
+COMMAND_SCRIPT = ("Dear Bob.", "The report is ready, period. New paragraph.", "This line is wrong.",
                   "Scratch that.", "See you soon.", "Send it.")
 
 
