@@ -107,29 +107,17 @@ def compose_text_record(parsed: ParsedMail, ctx: Context, source: str) -> NewMes
 def compose_quarantine_notice(settings: Settings, parsed: ParsedMail | None, ctx: Context, reason: str, *,
                               had_audio: bool, source: str) -> NewOutgoing:
     """Tell the mailbox owner that a mail (usually a voicemail) could not be handled, and what to do about it."""
-    from email.message import EmailMessage
-    from email.utils import format_datetime
-
     from mailvoice.mail.headers import clean_header_text, make_message_id
-    from mailvoice.store.records import Envelope, NewOutgoing, utcnow
+    from mailvoice.render import auto_mail
+    from mailvoice.store.records import Envelope, NewOutgoing
 
     sender = sender_address(settings, ctx)
     name, addr = _from(parsed) if parsed is not None else ("", "")
     original = clean_header_text(parsed.subject if parsed is not None else "", max_len=120) or "(no subject)"
     what = "Voicemail not transcribed" if had_audio else "Message not processed"
-    msg = EmailMessage(policy=SMTP)
-    msg["Subject"] = clean_header_text(f"{what}: {original}", max_len=200)
-    msg["From"] = sender
-    msg["To"] = ", ".join(ctx.recipients)
     message_id = make_message_id(_domain(sender))
-    msg["Message-ID"] = message_id
-    msg["Date"] = format_datetime(utcnow())
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Mailvoice"] = "notice"
-    thread = _thread_id(parsed) if parsed is not None else None
-    if thread:
-        msg["In-Reply-To"] = thread
-        msg["References"] = thread
+    msg = auto_mail("notice", subject=f"{what}: {original}", sender=sender, recipients=ctx.recipients,
+                    message_id=message_id, in_reply_to=_thread_id(parsed) if parsed is not None else None)
     who = clean_header_text(f"{name} <{addr}>" if name else addr, max_len=200) or "an unknown sender"
     msg.set_content(
         f"mailvoice could not handle a message from {who} ({original}).\n\n"

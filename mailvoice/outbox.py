@@ -13,9 +13,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from mailvoice.crashpoints import crashpoint
@@ -31,7 +29,6 @@ log = logging.getLogger(__name__)
 RETRY_BASE = 30.0
 RETRY_CAP = 3600.0
 MAX_AGE = timedelta(days=3)
-NOTICE_HEADER = "X-Mailvoice"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,24 +119,20 @@ class Outbox:
 
         from mailvoice.compose import envelope_addresses
         from mailvoice.mail.headers import clean_header_text, make_message_id
-        from mailvoice.store.records import Envelope, NewOutgoing, utcnow
+        from mailvoice.render import auto_mail
+        from mailvoice.store.records import Envelope, NewOutgoing
 
         original = message_from_bytes(row.raw[:65536])
-        if original.get(NOTICE_HEADER, "") == "notice":
+        if original.get("X-Mailvoice", "") == "notice":
             return
         owners = self._settings.delivery.owners or (row.envelope.sender,)
         recipients = envelope_addresses(owners)
         if not recipients or not row.envelope.sender:
             return  # never mail a null sender
         sender = row.envelope.sender
-        notice = EmailMessage(policy=SMTP)
-        notice["From"] = self._settings.smtp.sender or sender
-        notice["To"] = ", ".join(recipients)
-        notice["Subject"] = "mailvoice could not deliver a message"
-        notice["Date"] = format_datetime(utcnow())
-        notice["Message-ID"] = make_message_id(sender.rpartition("@")[2] or "mailvoice.invalid")
-        notice["Auto-Submitted"] = "auto-generated"
-        notice[NOTICE_HEADER] = "notice"
+        notice = auto_mail("notice", subject="mailvoice could not deliver a message",
+                           sender=self._settings.smtp.sender or sender, recipients=recipients,
+                           message_id=make_message_id(sender.rpartition("@")[2] or "mailvoice.invalid"))
         notice.set_content(
             f"A message mailvoice generated could not be delivered and will not be retried.\n\n"
             f"Message-ID: {row.message_id_header}\nTo: {', '.join(row.envelope.recipients)}\n"

@@ -72,6 +72,26 @@ def marked_text(transcript: Transcript, threshold: float, *, as_html: bool) -> s
     return "".join(out)
 
 
+def auto_mail(kind: str, *, subject: str, sender: str, recipients: tuple[str, ...], message_id: str,
+              in_reply_to: str | None = None, references: str = "") -> EmailMessage:
+    """Headers of a mail mailvoice generates on its own (RFC 3834 Auto-Submitted, X-Mailvoice names the kind, so
+    a copy landing in a watched folder is never processed again); the subject is cleaned for header use."""
+    from mailvoice.mail.headers import clean_header_text
+
+    msg = EmailMessage(policy=SMTP)
+    msg["Subject"] = clean_header_text(subject, max_len=200)
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(_now())
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Mailvoice"] = kind
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = " ".join(f"{references} {in_reply_to}".split()[-20:])
+    return msg
+
+
 @dataclass(frozen=True, slots=True)
 class VoicemailMail:
     """What a transcript mail says; rendered into an RFC 5322 message by build_voicemail_mail."""
@@ -96,8 +116,6 @@ def build_voicemail_mail(
     templates_dir: Path | None = None,
 ) -> EmailMessage:
     """The transcript mail, threaded as a reply to the voicemail; every untrusted string is cleaned for headers."""
-    from mailvoice.mail.headers import clean_header_text
-
     t = vm.transcript
     words = "(no speech)" if t.no_speech else first_words(t.text)
     common = {
@@ -108,7 +126,7 @@ def build_voicemail_mail(
         "original_subject": vm.original_subject,
         "first_words": words,
     }
-    subject = clean_header_text(render("voicemail.subject", common, templates_dir), max_len=200)
+    subject = render("voicemail.subject", common, templates_dir)
     text_notes = "".join(f"Note: {n}\n\n" for n in vm.notes)
     plain = render("voicemail.txt", {**common, "transcript": marked_text(t, uncertain_below, as_html=False),
                                      "notes": text_notes}, templates_dir)
@@ -117,18 +135,8 @@ def build_voicemail_mail(
     rich = render("voicemail.html", {**esc, "transcript": marked_text(t, uncertain_below, as_html=True),
                                      "notes": html_notes}, templates_dir)
 
-    msg = EmailMessage(policy=SMTP)
-    msg["Subject"] = subject
-    msg["From"] = sender
-    msg["To"] = ", ".join(recipients)
-    msg["Message-ID"] = message_id
-    msg["Date"] = format_datetime(_now())
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Mailvoice"] = "transcript"
-    if vm.original_message_id:
-        msg["In-Reply-To"] = vm.original_message_id
-        refs = f"{vm.original_references} {vm.original_message_id}".strip()
-        msg["References"] = " ".join(refs.split()[-20:])
+    msg = auto_mail("transcript", subject=subject, sender=sender, recipients=recipients, message_id=message_id,
+                    in_reply_to=vm.original_message_id, references=vm.original_references)
     msg.set_content(plain)
     msg.add_alternative(rich, subtype="html")
     if vm.audio is not None:

@@ -66,14 +66,12 @@ def _pct(values: list[float], q: float) -> float:
 
 def _script(settings: Settings, seconds: float) -> tuple[npt.NDArray[np.float32], str]:
     """BENCH_TEXT spoken sentence by sentence with GAP_S between, cut to about ``seconds``; 16 kHz."""
-    import io
-    import wave
-
     import numpy as np
 
-    from mailvoice.audio import load_for_asr
+    from mailvoice.audio import encode_audio, load_for_asr
     from mailvoice.engines import load_tts
     from mailvoice.engines.bench import BENCH_TEXT
+    from mailvoice.types import AudioClip
 
     tts = load_tts(settings.tts, settings.general)
     parts: list[npt.NDArray[np.float32]] = [np.zeros(round(0.5 * tts.sample_rate), dtype=np.float32)]
@@ -85,14 +83,8 @@ def _script(settings: Settings, seconds: float) -> tuple[npt.NDArray[np.float32]
         total += chunk.audio.duration + GAP_S
         if total >= seconds:
             break
-    pcm = (np.clip(np.concatenate(parts), -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(tts.sample_rate)
-        w.writeframes(pcm)
-    clip = load_for_asr(buf.getvalue(), name="bench-dictation.wav", settings=settings.audio)
+    wav = encode_audio(AudioClip(np.concatenate(parts), tts.sample_rate), "wav")
+    clip = load_for_asr(wav, name="bench-dictation.wav", settings=settings.audio)
     return clip.samples, " ".join(spoken)
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import resource
 import statistics
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -82,20 +80,9 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
 
 def wav_bytes(tts: TtsEngine, text: str) -> bytes:
     """Speak ``text`` into an in-memory 16-bit WAV (pauses included): the input the ASR bench decodes."""
-    import numpy as np
+    from mailvoice.audio import assemble, encode_audio
 
-    parts = []
-    for chunk in tts.synthesize(text):
-        parts.append(chunk.audio.samples)
-        parts.append(np.zeros(round(chunk.pause_after * tts.sample_rate), dtype=np.float32))
-    pcm = (np.clip(np.concatenate(parts), -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(tts.sample_rate)
-        wav.writeframes(pcm)
-    return out.getvalue()
+    return encode_audio(assemble(tts.synthesize(text)), "wav")
 
 
 def bench_asr(settings: Settings, data: bytes | None = None, *, name: str = "bench.wav",

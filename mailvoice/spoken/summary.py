@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.utils import parseaddr
 from typing import TYPE_CHECKING, Literal
 
 from mailvoice.errors import ConfigError
-from mailvoice.render import format_duration, render
+from mailvoice.render import auto_mail, format_duration, render
 from mailvoice.speechtext import clean_body, first_sentences, speak_address, speak_subject
 from mailvoice.spoken.normalize import normalize
 from mailvoice.spoken.numbers import cardinal
@@ -215,20 +215,11 @@ def build_summary_mail(settings: Settings, spoken: SpokenSummary, *, sender: str
                        recipients: tuple[str, ...], message_id: str) -> EmailMessage:
     """The summary as a mail: the script as text and HTML, the audio attached."""
     from mailvoice.audio import content_type_for, extension_for
-    from mailvoice.mail.headers import clean_header_text
-    from mailvoice.store.records import utcnow
 
     s, tdir = spoken.script, settings.delivery.templates_dir
     values = {"account": s.account, "duration": format_duration(spoken.duration), "count": str(s.count),
               "voicemail_count": str(s.voicemails)}
-    msg = EmailMessage(policy=SMTP)
-    msg["Subject"] = clean_header_text(s.subject, max_len=200)
-    msg["From"] = sender
-    msg["To"] = ", ".join(recipients)
-    msg["Message-ID"] = message_id
-    msg["Date"] = format_datetime(utcnow())
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Mailvoice"] = "summary"
+    msg = auto_mail("summary", subject=s.subject, sender=sender, recipients=recipients, message_id=message_id)
     msg.set_content(render("summary.txt", {**values, "script": s.text}, tdir))
     esc = {k: html.escape(v) for k, v in values.items()}
     msg.add_alternative(render("summary.html", {**esc, "script": _script_html(s.text)}, tdir), subtype="html")
