@@ -74,8 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--since", metavar="DATE", help="also process older mail received since DATE (YYYY-MM-DD)")
 
     s = sub.add_parser("worker", help="scaled-out worker: consume poll, transcribe, summary and send tasks")
-    s.add_argument("--queues", action="append", default=[], metavar="Q",
-                   help="mail, asr, tts (comma-separated or repeated; default: all three)")
+    s.add_argument(
+        "--queues",
+        action="append",
+        default=[],
+        metavar="Q",
+        help="mail, asr, tts (comma-separated or repeated; default: all three)",
+    )
     s.add_argument("--name", metavar="N", help="worker name (default: mailvoice-PID@HOST)")
 
     sub.add_parser("scheduler", help="scaled-out scheduler: enqueue polls, sends and summaries for the workers")
@@ -101,8 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", action="append", default=[], metavar="ADDR")
     s.add_argument("--subject", metavar="S")
     s.add_argument("--account", metavar="NAME", help="account for drafts and the sender (default: the first)")
-    s.add_argument("--input", default="mic", metavar="mic|FILE",
-                   help="'mic' (sounddevice) or an audio file played at real-time pace")
+    s.add_argument(
+        "--input",
+        default="mic",
+        metavar="mic|FILE",
+        help="'mic' (sounddevice) or an audio file played at real-time pace",
+    )
     s.add_argument("--json", action="store_true", help="partial/final events as JSON lines")
     s.add_argument("--fast", action="store_true", help="with --input FILE: feed as fast as possible, not real time")
 

@@ -65,31 +65,49 @@ def compose_voicemail(
     caller = caller_label(info, from_name or from_addr)
     duration = info.duration if transcript.duration <= 0 and info.duration else transcript.duration
     content = MessageContent(
-        text=transcript.text, transcript=transcript, caller=caller, subject=parsed.subject,
-        sender=from_addr, recipients=ctx.recipients, source=source,
-        audio_filename=part.filename, audio_type=part.content_type,
-        message_id=_thread_id(parsed) or "", references=parsed.references,
+        text=transcript.text,
+        transcript=transcript,
+        caller=caller,
+        subject=parsed.subject,
+        sender=from_addr,
+        recipients=ctx.recipients,
+        source=source,
+        audio_filename=part.filename,
+        audio_type=part.content_type,
+        message_id=_thread_id(parsed) or "",
+        references=parsed.references,
     )
-    message = NewMessage(kind="voicemail", account=ctx.account, content=content, duration=duration,
-                         language=transcript.language, audio=part.data)
+    message = NewMessage(
+        kind="voicemail",
+        account=ctx.account,
+        content=content,
+        duration=duration,
+        language=transcript.language,
+        audio=part.data,
+    )
     sender = sender_address(settings, ctx)
     message_id = make_message_id(_domain(sender))
     mail = build_voicemail_mail(
         VoicemailMail(
-            caller=caller, transcript=transcript,
+            caller=caller,
+            transcript=transcript,
             received=parsed.date.strftime("%a %d %b %Y %H:%M %Z").strip() if parsed.date else "unknown",
-            original_subject=parsed.subject, original_message_id=_thread_id(parsed),
+            original_subject=parsed.subject,
+            original_message_id=_thread_id(parsed),
             original_references=" ".join(parsed.references),
             audio=Attachment(part.filename, part.content_type, part.data) if settings.delivery.attach_audio else None,
             notes=notes,
         ),
-        sender=sender, recipients=ctx.recipients, message_id=message_id,
+        sender=sender,
+        recipients=ctx.recipients,
+        message_id=message_id,
         uncertain_below=settings.delivery.mark_uncertain_below,
         templates_dir=settings.delivery.templates_dir,
     )
     envelope = Envelope(sender=envelope_addresses((sender,))[0], recipients=envelope_addresses(ctx.recipients))
-    out = NewOutgoing(message_id_header=message_id, raw=mail.as_bytes(policy=SMTP), envelope=envelope,
-                      message_id=message.id)
+    out = NewOutgoing(
+        message_id_header=message_id, raw=mail.as_bytes(policy=SMTP), envelope=envelope, message_id=message.id
+    )
     return message, out
 
 
@@ -98,14 +116,21 @@ def compose_text_record(parsed: ParsedMail, ctx: Context, source: str) -> NewMes
     from mailvoice.store.records import MessageContent, NewMessage
 
     name, addr = _from(parsed)
-    content = MessageContent(text=parsed.text, subject=parsed.subject,
-                             sender=f"{name} <{addr}>" if name else addr, recipients=ctx.recipients, source=source,
-                             message_id=_thread_id(parsed) or "", references=parsed.references)
+    content = MessageContent(
+        text=parsed.text,
+        subject=parsed.subject,
+        sender=f"{name} <{addr}>" if name else addr,
+        recipients=ctx.recipients,
+        source=source,
+        message_id=_thread_id(parsed) or "",
+        references=parsed.references,
+    )
     return NewMessage(kind="text", account=ctx.account, content=content)
 
 
-def compose_quarantine_notice(settings: Settings, parsed: ParsedMail | None, ctx: Context, reason: str, *,
-                              had_audio: bool, source: str) -> NewOutgoing:
+def compose_quarantine_notice(
+    settings: Settings, parsed: ParsedMail | None, ctx: Context, reason: str, *, had_audio: bool, source: str
+) -> NewOutgoing:
     """Tell the mailbox owner that a mail (usually a voicemail) could not be handled, and what to do about it."""
     from mailvoice.mail.headers import clean_header_text, make_message_id
     from mailvoice.render import auto_mail
@@ -116,8 +141,14 @@ def compose_quarantine_notice(settings: Settings, parsed: ParsedMail | None, ctx
     original = clean_header_text(parsed.subject if parsed is not None else "", max_len=120) or "(no subject)"
     what = "Voicemail not transcribed" if had_audio else "Message not processed"
     message_id = make_message_id(_domain(sender))
-    msg = auto_mail("notice", subject=f"{what}: {original}", sender=sender, recipients=ctx.recipients,
-                    message_id=message_id, in_reply_to=_thread_id(parsed) if parsed is not None else None)
+    msg = auto_mail(
+        "notice",
+        subject=f"{what}: {original}",
+        sender=sender,
+        recipients=ctx.recipients,
+        message_id=message_id,
+        in_reply_to=_thread_id(parsed) if parsed is not None else None,
+    )
     who = clean_header_text(f"{name} <{addr}>" if name else addr, max_len=200) or "an unknown sender"
     msg.set_content(
         f"mailvoice could not handle a message from {who} ({original}).\n\n"

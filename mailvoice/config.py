@@ -264,8 +264,9 @@ def _expected(tp: Any) -> str:
         return " or ".join(_expected(a) for a in get_args(tp) if a is not type(None)) + " (or empty)"
     if origin is tuple:
         return f"a list of {_expected(get_args(tp)[0])}"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            Path: "a file path"}.get(tp, str(tp))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a file path"}.get(
+        tp, str(tp)
+    )
 
 
 def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
@@ -340,7 +341,8 @@ def _build(cls: type[T], raw: Mapping[str, Any], prefix: str, *, from_env: bool 
             raise ConfigError(f"unknown setting {prefix}{key}: known keys in [{prefix.rstrip('.')}] are {known}")
         kwargs[key] = _coerce(f"{prefix}{key}", value, hints[key], from_env=from_env)
     missing = [
-        n for n, f in fields.items()
+        n
+        for n, f in fields.items()
         if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
@@ -379,10 +381,11 @@ def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | N
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
         if section not in _SECTIONS:
-            raise ConfigError(f"environment variable {name}: unknown section {section!r}; "
-                              f"known: {', '.join(sorted(_SECTIONS))}")
+            raise ConfigError(
+                f"environment variable {name}: unknown section {section!r}; known: {', '.join(sorted(_SECTIONS))}"
+            )
         env_raw.setdefault(section, {})[key] = value
 
     kwargs: dict[str, Any] = {}
@@ -414,8 +417,10 @@ def _build_partial(cls: type[Any], raw: Mapping[str, str], prefix: str) -> dict[
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in names:
-            raise ConfigError(f"environment override MAILVOICE_{prefix.rstrip('.').upper()}__{key.upper()}: "
-                              f"unknown key; known keys are {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"environment override MAILVOICE_{prefix.rstrip('.').upper()}__{key.upper()}: "
+                f"unknown key; known keys are {', '.join(sorted(names))}"
+            )
         out[key] = _coerce(f"{prefix}{key}", value, hints[key], from_env=True)
     return out
 
@@ -438,4 +443,3 @@ def read_secret(what: str, env_name: str, file: Path | None, environ: Mapping[st
 
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
-

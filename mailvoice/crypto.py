@@ -79,16 +79,18 @@ class Keyring:
     def retire(self, path: Path, key_ids: Iterable[str]) -> Keyring:
         """Drop keys no record uses any more and write the key file atomically; the active key stays."""
         drop = set(key_ids) - {self.active}
-        ring = Keyring(active=self.active, keys={k: v for k, v in self.keys.items() if k not in drop},
-                       source=path)
+        ring = Keyring(active=self.active, keys={k: v for k, v in self.keys.items() if k not in drop}, source=path)
         _write_atomic(path, ring)
         log.info("key file %s: retired %d key(s)", path, len(self.keys) - len(ring.keys))
         return ring
 
 
 def _encode(ring: Keyring) -> bytes:
-    doc = {"version": 1, "active": ring.active,
-           "keys": {k: base64.b64encode(v).decode("ascii") for k, v in ring.keys.items()}}
+    doc = {
+        "version": 1,
+        "active": ring.active,
+        "keys": {k: base64.b64encode(v).decode("ascii") for k, v in ring.keys.items()},
+    }
     return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
 
 
@@ -122,8 +124,9 @@ def create_keyring(path: Path) -> Keyring:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError as exc:
-        raise KeyFileError(f"key file {path} already exists; refusing to overwrite it "
-                           "(it may hold the only copy of your keys)") from exc
+        raise KeyFileError(
+            f"key file {path} already exists; refusing to overwrite it (it may hold the only copy of your keys)"
+        ) from exc
     try:
         os.fchmod(fd, 0o600)
         _write_fd(fd, _encode(ring))
@@ -165,8 +168,9 @@ def load_keyring(path: Path) -> Keyring:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted there must not hang us
     except FileNotFoundError as exc:
-        raise KeyFileError(f"key file {path} does not exist: run `mailvoice init` to create it "
-                           f"(or set {KEY_ENV})") from exc
+        raise KeyFileError(
+            f"key file {path} does not exist: run `mailvoice init` to create it (or set {KEY_ENV})"
+        ) from exc
     except OSError as exc:
         raise KeyFileError(f"key file {path} cannot be read ({exc.strerror})") from exc
     with os.fdopen(fd, "rb") as fh:
@@ -174,8 +178,9 @@ def load_keyring(path: Path) -> Keyring:
         if not stat.S_ISREG(mode):
             raise KeyFileError(f"key file {path} is not a regular file")
         if mode & 0o077:
-            raise KeyFileError(f"key file {path} has mode {stat.S_IMODE(mode):04o}, readable by others; "
-                               f"run: chmod 600 {path}")
+            raise KeyFileError(
+                f"key file {path} has mode {stat.S_IMODE(mode):04o}, readable by others; run: chmod 600 {path}"
+            )
         data = fh.read()
     where = f"key file {path} is malformed"
     try:
@@ -183,7 +188,7 @@ def load_keyring(path: Path) -> Keyring:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise KeyFileError(f"{where} (not JSON); restore it from your backup") from exc
     if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("keys"), dict):
-        raise KeyFileError(f"{where}: expected {{\"version\": 1, \"active\": ..., \"keys\": {{...}}}}")
+        raise KeyFileError(f'{where}: expected {{"version": 1, "active": ..., "keys": {{...}}}}')
     keys = {str(k): _decode_key(v, where) for k, v in doc["keys"].items()}
     active = doc.get("active")
     if not isinstance(active, str) or active not in keys:
@@ -281,12 +286,13 @@ class Sealer:
                 key = fresh.key(key_id)
                 if key is not None:
                     self._keyring = fresh
-                    log.info("key file %s re-read: key %s found, active key now %s",
-                             ring.source, key_id, fresh.active)
+                    log.info("key file %s re-read: key %s found, active key now %s", ring.source, key_id, fresh.active)
                     return key
         where = f"key file {ring.source}" if ring.source else f"{KEY_ENV}"
-        raise UnsealError(f"record sealed with key id {key_id!r}, which is not in {where} "
-                          f"(known: {', '.join(sorted(ring.keys))}); restore the key file that holds it")
+        raise UnsealError(
+            f"record sealed with key id {key_id!r}, which is not in {where} "
+            f"(known: {', '.join(sorted(ring.keys))}); restore the key file that holds it"
+        )
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         """Encrypt and authenticate plaintext, bound to aad, under the active key."""
@@ -302,12 +308,14 @@ class Sealer:
         blob = bytes(blob)
         key_id = blob_key_id(blob)
         start = 2 + blob[1]
-        header, nonce = blob[:start], blob[start:start + NONCE_BYTES]
+        header, nonce = blob[:start], blob[start : start + NONCE_BYTES]
         try:
-            return self._aead(key_id).decrypt(nonce, blob[start + NONCE_BYTES:], header + aad)
+            return self._aead(key_id).decrypt(nonce, blob[start + NONCE_BYTES :], header + aad)
         except InvalidTag as exc:
-            raise UnsealError(f"sealed record ({key_id=}, {len(blob)} bytes) failed authentication: "
-                              "tampered, or moved from another record") from exc
+            raise UnsealError(
+                f"sealed record ({key_id=}, {len(blob)} bytes) failed authentication: "
+                "tampered, or moved from another record"
+            ) from exc
 
     def seal_json(self, value: Any, aad: bytes) -> bytes:
         """Seal a JSON-ready value."""

@@ -27,13 +27,22 @@ VOICEMAIL_SCRIPT = (
 )
 
 _TEXT_MAILS = (
-    ("Priya Raman <priya@example.org>", "Lunch on Friday?",
-     "Hi! Are you free for lunch on Friday? The new noodle place on Main Street opened this week.\n\nPriya"),
-    ("Build Bot <ci@example.com>", "Nightly build passed",
-     "The nightly build of project atlas passed all 412 tests in 6 minutes.\n"),
-    ("Marco Bellini <marco@example.net>", "Slides for Monday",
-     "Hello,\n\nI attached nothing yet, but the slides for Monday's review will be ready tomorrow morning.\n\n"
-     "Best,\nMarco\n"),
+    (
+        "Priya Raman <priya@example.org>",
+        "Lunch on Friday?",
+        "Hi! Are you free for lunch on Friday? The new noodle place on Main Street opened this week.\n\nPriya",
+    ),
+    (
+        "Build Bot <ci@example.com>",
+        "Nightly build passed",
+        "The nightly build of project atlas passed all 412 tests in 6 minutes.\n",
+    ),
+    (
+        "Marco Bellini <marco@example.net>",
+        "Slides for Monday",
+        "Hello,\n\nI attached nothing yet, but the slides for Monday's review will be ready tomorrow morning.\n\n"
+        "Best,\nMarco\n",
+    ),
 )
 
 

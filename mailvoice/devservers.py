@@ -48,9 +48,26 @@ def make_cert(directory: Path) -> tuple[Path, Path]:
     require_programs("openssl")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "3650", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
     )
     key.chmod(0o600)
     return cert, key
@@ -63,8 +80,9 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def wait_for_greeting(host: str, port: int, expect: bytes, timeout: float = 10.0,
-                      tls: ssl.SSLContext | None = None) -> None:
+def wait_for_greeting(
+    host: str, port: int, expect: bytes, timeout: float = 10.0, tls: ssl.SSLContext | None = None
+) -> None:
     """Block until the server says its greeting (an open port alone is not ready)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -168,20 +186,34 @@ class DovecotServer:
         shutil.rmtree(run, ignore_errors=True)
         if not same_ports:
             self.imap_port, self.imaps_port, self.lmtp_port = free_port(), free_port(), free_port()
-        self.conf.write_text(_CONF.format(
-            tag=secrets.token_hex(3), dir=self.dir, cert=self.cert, key=self.key, uid=self.uid, gid=self.gid,
-            imap=self.imap_port, imaps=self.imaps_port, lmtp=self.lmtp_port,
-        ))
+        self.conf.write_text(
+            _CONF.format(
+                tag=secrets.token_hex(3),
+                dir=self.dir,
+                cert=self.cert,
+                key=self.key,
+                uid=self.uid,
+                gid=self.gid,
+                imap=self.imap_port,
+                imaps=self.imaps_port,
+                lmtp=self.lmtp_port,
+            )
+        )
         self.proc = subprocess.Popen(
-            ["dovecot", "-F", "-c", str(self.conf)], preexec_fn=_die_with_parent,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            ["dovecot", "-F", "-c", str(self.conf)],
+            preexec_fn=_die_with_parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         atexit.register(self.stop)
         try:
             wait_for_greeting(self.host, self.imap_port, b"* OK")
         except RuntimeError as exc:
-            log = (self.dir / "dovecot.log").read_text(errors="replace")[-2000:] if (
-                self.dir / "dovecot.log").exists() else ""
+            log = (
+                (self.dir / "dovecot.log").read_text(errors="replace")[-2000:]
+                if (self.dir / "dovecot.log").exists()
+                else ""
+            )
             self.stop()
             raise RuntimeError(f"{exc}\ndovecot.log tail:\n{log}") from exc
 
@@ -233,8 +265,9 @@ class DovecotServer:
 
     def doveadm(self, *args: str) -> str:
         """Run doveadm against this instance; raises with its stderr on failure."""
-        res = subprocess.run(["doveadm", "-c", str(self.conf), *args], capture_output=True, text=True,
-                             timeout=30, check=False)
+        res = subprocess.run(
+            ["doveadm", "-c", str(self.conf), *args], capture_output=True, text=True, timeout=30, check=False
+        )
         if res.returncode != 0:
             raise RuntimeError(f"doveadm {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
         return res.stdout

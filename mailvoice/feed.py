@@ -86,16 +86,28 @@ def build_rss(messages: tuple[Message, ...], *, base_url: str, token: str, title
     for m in messages:
         if m.audio is None:
             continue
-        ext = next((f for f in FORMATS if m.content.audio_type.endswith(f) or
-                    (f == "mp3" and m.content.audio_type == "audio/mpeg")), "ogg")
+        ext = next(
+            (
+                f
+                for f in FORMATS
+                if m.content.audio_type.endswith(f) or (f == "mp3" and m.content.audio_type == "audio/mpeg")
+            ),
+            "ogg",
+        )
         item = ET.SubElement(channel, "item")
         ET.SubElement(item, "title").text = m.content.subject or "Inbox summary"
         ET.SubElement(item, "description").text = _opening(m.content.text)
         ET.SubElement(item, "guid", {"isPermaLink": "false"}).text = m.id
         ET.SubElement(item, "pubDate").text = format_datetime(m.created_at)
-        ET.SubElement(item, "enclosure", {"url": f"{base_url}/feed/{token}/{m.id}.{ext}",
-                                          "length": str(len(m.audio)),
-                                          "type": m.content.audio_type or "audio/ogg"})
+        ET.SubElement(
+            item,
+            "enclosure",
+            {
+                "url": f"{base_url}/feed/{token}/{m.id}.{ext}",
+                "length": str(len(m.audio)),
+                "type": m.content.audio_type or "audio/ogg",
+            },
+        )
         if m.duration:
             ET.SubElement(item, f"{{{ITUNES}}}duration").text = str(round(m.duration))
     body: bytes = ET.tostring(rss, encoding="utf-8", xml_declaration=True)
@@ -163,8 +175,10 @@ def feed_routes(settings: Settings, store_factory: Callable[[], Store], *, token
                 return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{len(data)}"})
             start, end = span
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            return Response(data[start:end + 1], status_code=206, media_type=media, headers=headers)
+            return Response(data[start : end + 1], status_code=206, media_type=media, headers=headers)
         return Response(data, media_type=media, headers=headers)
 
-    return [Route("/feed/{token}.xml", feed, methods=["GET"]),
-            Route("/feed/{token}/{item}.{ext}", enclosure, methods=["GET"])]
+    return [
+        Route("/feed/{token}.xml", feed, methods=["GET"]),
+        Route("/feed/{token}/{item}.{ext}", enclosure, methods=["GET"]),
+    ]

@@ -103,7 +103,7 @@ def _bare_fetch(server: DovecotServer, user: str, password: str, cafile: Path) -
         uids = client.search("ALL")
         start = time.perf_counter()
         for i in range(0, len(uids), 20):
-            client.fetch(uids[i:i + 20], ["BODY.PEEK[]", "RFC822.SIZE", "INTERNALDATE"])
+            client.fetch(uids[i : i + 20], ["BODY.PEEK[]", "RFC822.SIZE", "INTERNALDATE"])
         return len(uids), time.perf_counter() - start
     finally:
         client.logout()
@@ -129,11 +129,25 @@ def bench_mail(settings: Settings) -> MailBench:
         import os
 
         os.environ["MAILVOICE_BENCH_PASSWORD"] = password
-        account = AccountSettings(name="bench", host=server.host, username=user, port=server.imaps_port,
-                                  password_env="MAILVOICE_BENCH_PASSWORD", tls="implicit", ca_file=cert,  # noqa: S106
-                                  address="bench@example.org", poll_interval=300.0, timeout=30.0)
-        s = replace(settings, general=GeneralSettings(data_dir=work / "data"), accounts=(account,), maildirs=(),
-                    smtp=replace(settings.smtp, host=""))
+        account = AccountSettings(
+            name="bench",
+            host=server.host,
+            username=user,
+            port=server.imaps_port,
+            password_env="MAILVOICE_BENCH_PASSWORD",  # noqa: S106
+            tls="implicit",
+            ca_file=cert,
+            address="bench@example.org",
+            poll_interval=300.0,
+            timeout=30.0,
+        )
+        s = replace(
+            settings,
+            general=GeneralSettings(data_dir=work / "data"),
+            accounts=(account,),
+            maildirs=(),
+            smtp=replace(settings.smtp, host=""),
+        )
         s.general.data_dir.mkdir(mode=0o700)
         keyring = create_keyring(s.general.resolved_key_file())
         store = Store.open(s.general.resolved_store_url(), Sealer(keyring))
@@ -174,11 +188,18 @@ def bench_mail(settings: Settings) -> MailBench:
         latency = _idle_latency(s, store, server, account, cert, long_wav)
         store.close()
         return MailBench(
-            text_mails=scanned, scan_seconds=scan, text_mails_per_s=scanned / scan,
-            bare_fetch_per_s=bare_rate, overhead_ratio=(scan / scanned) / (bare_s / bare_n),
-            voicemails=VOICEMAILS, voicemail_seconds=vm_seconds,
-            idle_poll_ms=statistics.median(polls) * 1000, long_voicemail_seconds=long_clip.duration,
-            idle_append_to_delivered_s=latency, rss_mb_after_100=rss_100, rss_mb_after_1000=rss_1000,
+            text_mails=scanned,
+            scan_seconds=scan,
+            text_mails_per_s=scanned / scan,
+            bare_fetch_per_s=bare_rate,
+            overhead_ratio=(scan / scanned) / (bare_s / bare_n),
+            voicemails=VOICEMAILS,
+            voicemail_seconds=vm_seconds,
+            idle_poll_ms=statistics.median(polls) * 1000,
+            long_voicemail_seconds=long_clip.duration,
+            idle_append_to_delivered_s=latency,
+            rss_mb_after_100=rss_100,
+            rss_mb_after_1000=rss_1000,
             rss_growth_mb=rss_1000 - rss_100,
         )
     finally:
@@ -188,8 +209,9 @@ def bench_mail(settings: Settings) -> MailBench:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _idle_latency(s: Settings, store: object, server: DovecotServer, account: AccountSettings, cafile: Path,
-                  wav: bytes) -> float:
+def _idle_latency(
+    s: Settings, store: object, server: DovecotServer, account: AccountSettings, cafile: Path, wav: bytes
+) -> float:
     """Run the daemon (IDLE) in a thread, APPEND a voicemail, time until its transcript is delivered."""
     from mailvoice.runner import Runner
     from mailvoice.store import Store

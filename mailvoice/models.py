@@ -93,13 +93,21 @@ def load_manifest() -> tuple[ManifestEntry, ...]:
     entries: list[ManifestEntry] = []
     for kind in ("asr", "tts"):
         for name, table in raw.get(kind, {}).items():
-            entries.append(ManifestEntry(
-                name=name, kind=kind, engine=table["engine"], description=table.get("description", ""),
-                packages=tuple(table.get("packages", ())), locate=table.get("locate", ""),
-                config=table.get("config", ""), parts=tuple(table.get("parts", ())),
-                files=table.get("files", ""),
-                hub=table.get("hub", ""), language=table.get("language", ""),
-            ))
+            entries.append(
+                ManifestEntry(
+                    name=name,
+                    kind=kind,
+                    engine=table["engine"],
+                    description=table.get("description", ""),
+                    packages=tuple(table.get("packages", ())),
+                    locate=table.get("locate", ""),
+                    config=table.get("config", ""),
+                    parts=tuple(table.get("parts", ())),
+                    files=table.get("files", ""),
+                    hub=table.get("hub", ""),
+                    language=table.get("language", ""),
+                )
+            )
     return tuple(entries)
 
 
@@ -150,8 +158,10 @@ def assemble_parts(parts: Sequence[Path], files_dir: Path | None, dest: Path) ->
     """Concatenate split model.bin parts (plus sibling files) into ``dest``; reused while the parts are unchanged."""
     stamp = "\n".join(f"{p.resolve()} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in parts)
     target, stamp_file = dest / "model.bin", dest / "parts.stamp"
-    if stamp_file.is_file() and stamp_file.read_text("utf-8") == stamp and all(
-        (dest / f).is_file() for f in WHISPER_FILES
+    if (
+        stamp_file.is_file()
+        and stamp_file.read_text("utf-8") == stamp
+        and all((dest / f).is_file() for f in WHISPER_FILES)
     ):
         return dest
     dest.mkdir(parents=True, exist_ok=True)
@@ -195,8 +205,9 @@ def resolve_whisper(name: str, general: GeneralSettings) -> WhisperModelRef:
     if entry is not None and is_installed(entry):
         if entry.parts:
             files_dir = _package_file(entry.files) if entry.files else None
-            path = assemble_parts([_package_file(p) for p in entry.parts], files_dir,
-                                  general.data_dir / "models" / name)
+            path = assemble_parts(
+                [_package_file(p) for p in entry.parts], files_dir, general.data_dir / "models" / name
+            )
         else:
             path = _call_locator(entry.locate)
         return WhisperModelRef(name, "package", str(_check_whisper_dir(path, name)), language)
@@ -247,6 +258,7 @@ def list_models(general: GeneralSettings | None = None) -> list[ModelInfo]:
             path = _package_file(entry.parts[0]).parent
             if general is not None and (general.data_dir / "models" / entry.name / "model.bin").is_file():
                 path = general.data_dir / "models" / entry.name
-        infos.append(ModelInfo(entry.name, entry.kind, entry.engine, available, path, entry.packages,
-                               entry.description))
+        infos.append(
+            ModelInfo(entry.name, entry.kind, entry.engine, available, path, entry.packages, entry.description)
+        )
     return infos

@@ -38,8 +38,9 @@ class FlushStats:
     failed: int = 0
 
 
-def retry_delay(attempts: int, base: float = RETRY_BASE, cap: float = RETRY_CAP,
-                rng: random.Random | None = None) -> float:
+def retry_delay(
+    attempts: int, base: float = RETRY_BASE, cap: float = RETRY_CAP, rng: random.Random | None = None
+) -> float:
     """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempts)), never under 0.5 s."""
     ceiling = min(cap, base * 2.0 ** min(max(attempts - 1, 0), 30))
     return max(0.5, (rng or random).uniform(0.0, ceiling))
@@ -81,8 +82,7 @@ class Outbox:
             return await self._failed_attempt(row, DeliveryError(str(exc)))
         crashpoint("sent")
         await asyncio.to_thread(self._store.mark_sent, row.id, utcnow())
-        log.info("sent outbox %s (%s) to %d recipient(s)", row.id, row.message_id_header,
-                 len(row.envelope.recipients))
+        log.info("sent outbox %s (%s) to %d recipient(s)", row.id, row.message_id_header, len(row.envelope.recipients))
         return "sent"
 
     async def _deliver(self, row: Outgoing) -> None:
@@ -130,15 +130,24 @@ class Outbox:
         if not recipients or not row.envelope.sender:
             return  # never mail a null sender
         sender = row.envelope.sender
-        notice = auto_mail("notice", subject="mailvoice could not deliver a message",
-                           sender=self._settings.smtp.sender or sender, recipients=recipients,
-                           message_id=make_message_id(sender.rpartition("@")[2] or "mailvoice.invalid"))
+        notice = auto_mail(
+            "notice",
+            subject="mailvoice could not deliver a message",
+            sender=self._settings.smtp.sender or sender,
+            recipients=recipients,
+            message_id=make_message_id(sender.rpartition("@")[2] or "mailvoice.invalid"),
+        )
         notice.set_content(
             f"A message mailvoice generated could not be delivered and will not be retried.\n\n"
             f"Message-ID: {row.message_id_header}\nTo: {', '.join(row.envelope.recipients)}\n"
             f"Reason: {clean_header_text(why, max_len=500)}\n"
         )
-        self._store.record(outgoing=(NewOutgoing(message_id_header=notice["Message-ID"],
-                                                 raw=notice.as_bytes(policy=SMTP),
-                                                 envelope=Envelope(sender=sender, recipients=recipients)),))
-
+        self._store.record(
+            outgoing=(
+                NewOutgoing(
+                    message_id_header=notice["Message-ID"],
+                    raw=notice.as_bytes(policy=SMTP),
+                    envelope=Envelope(sender=sender, recipients=recipients),
+                ),
+            )
+        )

@@ -102,8 +102,9 @@ class Pipeline:
         self._store = store
         self._asr = transcribe
 
-    def process(self, item: SourceItem, ctx: Context, *, retry_of: str | None = None,
-                work_id: str | None = None) -> Result:
+    def process(
+        self, item: SourceItem, ctx: Context, *, retry_of: str | None = None, work_id: str | None = None
+    ) -> Result:
         """Run every stage; returns once the outcome is durably committed (or known to be a duplicate)."""
         work = _Work(item=item, ctx=ctx, retry_of=retry_of, work_id=work_id)
         try:
@@ -121,8 +122,11 @@ class Pipeline:
         r = w.item.ref
         if w.retry_of is not None or w.work_id is not None:
             return  # the ledger row exists already (quarantined, or 'queued' by the poller)
-        known = (self._store.seen(r.account, r.folder, r.uidvalidity, r.uid) if r.uid is not None
-                 else self._store.seen_key(r.account, r.folder, r.key or ""))
+        known = (
+            self._store.seen(r.account, r.folder, r.uidvalidity, r.uid)
+            if r.uid is not None
+            else self._store.seen_key(r.account, r.folder, r.key or "")
+        )
         if known:
             raise _Done(Result("duplicate", "already in the ledger"))
         if w.item.too_large:
@@ -160,8 +164,9 @@ class Pipeline:
     def _stage_transcribe(self, w: _Work) -> None:
         for part in w.parts:
             if not part.sniffed_ok:
-                w.failures.append(f"{part.filename}: declared {part.content_type} but the bytes are not a "
-                                  "supported audio format")
+                w.failures.append(
+                    f"{part.filename}: declared {part.content_type} but the bytes are not a supported audio format"
+                )
                 continue
             try:
                 w.transcripts.append((part, self._asr(part.data, part.filename)))
@@ -179,8 +184,9 @@ class Pipeline:
             w.messages.append(compose_text_record(w.parsed, w.ctx, self._source_label(w)))
             return
         for part, transcript in w.transcripts:
-            msg, out = compose_voicemail(self._settings, w.parsed, w.ctx, part, transcript,
-                                         notes=tuple(w.failures), source=self._source_label(w))
+            msg, out = compose_voicemail(
+                self._settings, w.parsed, w.ctx, part, transcript, notes=tuple(w.failures), source=self._source_label(w)
+            )
             w.messages.append(msg)
             if out is not None:
                 w.outgoing.append(out)
@@ -204,8 +210,15 @@ class Pipeline:
         from mailvoice.store.records import SourceRef
 
         r = w.item.ref
-        return SourceRef(account=r.account, folder=r.folder, message_id_hash=w.mid_hash or "-",
-                         content_hash=w.content_hash or "-", uidvalidity=r.uidvalidity, uid=r.uid, key=r.key)
+        return SourceRef(
+            account=r.account,
+            folder=r.folder,
+            message_id_hash=w.mid_hash or "-",
+            content_hash=w.content_hash or "-",
+            uidvalidity=r.uidvalidity,
+            uid=r.uid,
+            key=r.key,
+        )
 
     @staticmethod
     def _source_label(w: _Work) -> str:
@@ -220,8 +233,9 @@ class Pipeline:
         if is_own_mail(w.item.raw):
             return None
         try:
-            return compose_quarantine_notice(self._settings, w.parsed, w.ctx, reason, had_audio=bool(w.parts),
-                                             source=self._source_label(w))
+            return compose_quarantine_notice(
+                self._settings, w.parsed, w.ctx, reason, had_audio=bool(w.parts), source=self._source_label(w)
+            )
         except Exception:  # a notice must never stop the quarantine itself
             log.exception("%s: could not compose the quarantine notice", self._source_label(w))
             return None
@@ -245,4 +259,3 @@ class Pipeline:
         if outcome == "duplicate":
             return Result("duplicate", "quarantined by an earlier run")
         return Result("quarantined", reason)
-

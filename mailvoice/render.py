@@ -64,16 +64,23 @@ def marked_text(transcript: Transcript, threshold: float, *, as_html: bool) -> s
         # Whisper words carry their own leading space; punctuation-led pieces (".30", ",") attach directly.
         space = " " if out and w.word[:1].isspace() else ""
         if w.probability < threshold:
-            token = (f'<span style="background: #fff3b0">{html.escape(token)}</span>' if as_html
-                     else f"[{token}?]")
+            token = f'<span style="background: #fff3b0">{html.escape(token)}</span>' if as_html else f"[{token}?]"
         elif as_html:
             token = html.escape(token)
         out.append(space + token)
     return "".join(out)
 
 
-def auto_mail(kind: str, *, subject: str, sender: str, recipients: tuple[str, ...], message_id: str,
-              in_reply_to: str | None = None, references: str = "") -> EmailMessage:
+def auto_mail(
+    kind: str,
+    *,
+    subject: str,
+    sender: str,
+    recipients: tuple[str, ...],
+    message_id: str,
+    in_reply_to: str | None = None,
+    references: str = "",
+) -> EmailMessage:
     """Headers of a mail mailvoice generates on its own (RFC 3834 Auto-Submitted, X-Mailvoice names the kind, so
     a copy landing in a watched folder is never processed again); the subject is cleaned for header use."""
     from mailvoice.mail.headers import clean_header_text
@@ -128,22 +135,39 @@ def build_voicemail_mail(
     }
     subject = render("voicemail.subject", common, templates_dir)
     text_notes = "".join(f"Note: {n}\n\n" for n in vm.notes)
-    plain = render("voicemail.txt", {**common, "transcript": marked_text(t, uncertain_below, as_html=False),
-                                     "notes": text_notes}, templates_dir)
+    plain = render(
+        "voicemail.txt",
+        {**common, "transcript": marked_text(t, uncertain_below, as_html=False), "notes": text_notes},
+        templates_dir,
+    )
     esc = {k: html.escape(v) for k, v in common.items()}
     html_notes = "".join(f"<p><em>Note: {html.escape(n)}</em></p>\n" for n in vm.notes)
-    rich = render("voicemail.html", {**esc, "transcript": marked_text(t, uncertain_below, as_html=True),
-                                     "notes": html_notes}, templates_dir)
+    rich = render(
+        "voicemail.html",
+        {**esc, "transcript": marked_text(t, uncertain_below, as_html=True), "notes": html_notes},
+        templates_dir,
+    )
 
-    msg = auto_mail("transcript", subject=subject, sender=sender, recipients=recipients, message_id=message_id,
-                    in_reply_to=vm.original_message_id, references=vm.original_references)
+    msg = auto_mail(
+        "transcript",
+        subject=subject,
+        sender=sender,
+        recipients=recipients,
+        message_id=message_id,
+        in_reply_to=vm.original_message_id,
+        references=vm.original_references,
+    )
     msg.set_content(plain)
     msg.add_alternative(rich, subtype="html")
     if vm.audio is not None:
         maintype, _, subtype = vm.audio.content_type.partition("/")
         msg.make_mixed()
-        msg.add_attachment(vm.audio.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
-                           filename=vm.audio.filename)
+        msg.add_attachment(
+            vm.audio.data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=vm.audio.filename,
+        )
     return msg
 
 

@@ -21,8 +21,9 @@ async def retry_quarantined(settings: Settings, store: Store, ident: str) -> Res
     ctx = contexts(settings).get(q.account)
     if ctx is None:
         raise ConfigError(f"quarantine {q.id}: source {q.account!r} is no longer configured; add it back to retry")
-    item = SourceItem(ref=SourceRef(q.account, q.folder, q.uidvalidity, q.uid, q.key), raw=q.raw, size=len(q.raw),
-                      internal_date=None)
+    item = SourceItem(
+        ref=SourceRef(q.account, q.folder, q.uidvalidity, q.uid, q.key), raw=q.raw, size=len(q.raw), internal_date=None
+    )
     runner = Runner(settings, store)
     try:
         result = runner.pipeline.process(item, ctx, retry_of=q.id)

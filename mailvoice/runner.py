@@ -84,8 +84,15 @@ class StoreCursors:
     def set(self, account: str, folder: str, cursor: Cursor) -> None:
         from mailvoice.store.records import Cursor as Row
 
-        self._store.save_cursor(Row(account=account, folder=folder, uidvalidity=cursor.uidvalidity,
-                                    last_uid=cursor.last_uid, baseline=cursor.baseline))
+        self._store.save_cursor(
+            Row(
+                account=account,
+                folder=folder,
+                uidvalidity=cursor.uidvalidity,
+                last_uid=cursor.last_uid,
+                baseline=cursor.baseline,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +122,17 @@ def _own_address(name: str, address: str, username: str = "") -> str:
         return address
     if "@" in username:
         return username
-    raise ConfigError(f"source {name!r}: set `address` (the mailbox's own address) or `recipients`, so mailvoice "
-                      "knows where to deliver transcripts")
+    raise ConfigError(
+        f"source {name!r}: set `address` (the mailbox's own address) or `recipients`, so mailvoice "
+        "knows where to deliver transcripts"
+    )
 
 
 def _account_context(acc: AccountSettings) -> Context:
     address = acc.address or (acc.username if "@" in acc.username else "")
     if not address and not acc.recipients:
         address = _own_address(acc.name, acc.address, acc.username)
-    return Context(account=acc.name, address=address or acc.recipients[0],
-                   recipients=acc.recipients or (address,))
+    return Context(account=acc.name, address=address or acc.recipients[0], recipients=acc.recipients or (address,))
 
 
 def _maildir_context(md: MaildirSettings) -> Context:
@@ -158,22 +166,23 @@ def build_bindings(settings: Settings, store: Store, since: datetime | None = No
     cursors = StoreCursors(store)
     out: list[Binding] = []
     for acc in settings.accounts:
-        out.append(Binding(_account_context(acc), functools.partial(ImapSource, acc, cursors, since=since),
-                           acc.poll_interval))
+        out.append(
+            Binding(_account_context(acc), functools.partial(ImapSource, acc, cursors, since=since), acc.poll_interval)
+        )
     demo = not settings.accounts and not settings.maildirs
     for md in _maildirs(settings, create_demo=True):
         # The demo mailbox is made to be processed: every mail in it counts as new.
         md_since = datetime.fromtimestamp(0, UTC) if demo else since
-        out.append(Binding(_maildir_context(md), functools.partial(MaildirSource, md, cursors, since=md_since),
-                           10.0))
+        out.append(Binding(_maildir_context(md), functools.partial(MaildirSource, md, cursors, since=md_since), 10.0))
     return out
 
 
 class Runner:
     """Drains sources through the pipeline and acknowledges each item only after the store committed it."""
 
-    def __init__(self, settings: Settings, store: Store, *, since: datetime | None = None,
-                 transcriber: Transcriber | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, *, since: datetime | None = None, transcriber: Transcriber | None = None
+    ) -> None:
         from mailvoice.outbox import Outbox
 
         self.settings = settings
@@ -253,8 +262,9 @@ class Runner:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.store.requeue_sending)
         bindings = build_bindings(self.settings, self.store, self.since)
-        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC,
-                                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
+        scheduler = AsyncIOScheduler(
+            event_loop=loop, timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
+        )
         scheduler.add_job(self.outbox.flush, "interval", seconds=15, id="outbox", next_run_time=datetime.now(UTC))
         from mailvoice.spoken.schedule import schedule_summaries
 
@@ -270,8 +280,7 @@ class Runner:
 
         workers = [SourceThread(b, self, on_work) for b in bindings]
         for w in workers:
-            scheduler.add_job(w.wake, "interval", seconds=w.binding.poll_interval,
-                              id=f"poll:{w.binding.ctx.account}")
+            scheduler.add_job(w.wake, "interval", seconds=w.binding.poll_interval, id=f"poll:{w.binding.ctx.account}")
             w.start()
         scheduler.start()
         try:
@@ -324,8 +333,7 @@ class SourceThread(threading.Thread):
                 self.stop.wait(delay)
             except Exception:  # a bug must not kill the daemon's source thread silently
                 delay = backoff.next_delay()
-                log.exception("%s: unexpected error; restarting the source in %.1f s", self.binding.ctx.account,
-                              delay)
+                log.exception("%s: unexpected error; restarting the source in %.1f s", self.binding.ctx.account, delay)
                 self.stop.wait(delay)
             finally:
                 source.close()

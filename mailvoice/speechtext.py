@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 _TLDS = "com|org|net|edu|gov|io|uk|de|fr|nl|ch|eu|ca|au|nz|jp|info|biz|app|dev|ai|ly|cloud|shop|online|xyz"
 _URL = re.compile(r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>()\"'\[\]]+", re.IGNORECASE)
 _BARE_HOST = re.compile(r"\b(?:[A-Za-z0-9-]+\.)+(?:" + _TLDS + r")\b(?:/[^\s<>()\"'\[\]]*)?")
-_WRAPPED_URL = re.compile(r"\s*[<(\[]\s*(?:mailto:)?((?:https?|ftp)://[^\s<>()\[\]]+|www\.[^\s<>()\[\]]+)\s*[>)\]]",
-                          re.IGNORECASE)
+_WRAPPED_URL = re.compile(
+    r"\s*[<(\[]\s*(?:mailto:)?((?:https?|ftp)://[^\s<>()\[\]]+|www\.[^\s<>()\[\]]+)\s*[>)\]]", re.IGNORECASE
+)
 _MARKDOWN_LINK = re.compile(r"\[([^\]\n]{1,200})\]\((?:https?://|mailto:)[^)\s]+\)", re.IGNORECASE)
 _EMAIL = re.compile(r"(?:mailto:)?\b([A-Za-z0-9._%+-]+)@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b", re.IGNORECASE)
 _IMAGE = re.compile(r"\[(?:image|cid|inline image)[^\]]*\]", re.IGNORECASE)
@@ -35,15 +36,25 @@ _QUOTE_INTRO = re.compile(
     r"In reply to .{0,200}:)\s*$",
     re.IGNORECASE,
 )
-_FORWARD_INTRO = re.compile(r"^(-{2,}\s*Forwarded message\s*-{2,}|Begin forwarded message:|-{2,}\s*Weitergeleitete "
-                            r"Nachricht\s*-{2,})\s*$", re.IGNORECASE)
-_HEADER_LINE = re.compile(r"^\*?(From|Von|De|Sent|Gesendet|Date|Datum|To|An|Cc|Subject|Betreff|Objet)\*?:\s*(.*)$",
-                          re.IGNORECASE)
-_SIGNATURE = re.compile(r"^(-- ?|--\s*$|Sent from my \w+.*|Sent from (Mail|Outlook|Yahoo).*|Get Outlook for \w+.*|"
-                        r"Von meinem \w+ gesendet.*)$", re.IGNORECASE)
-_SIGN_OFF = re.compile(r"^(best|best regards|kind regards|warm regards|regards|many thanks|thanks|thank you|"
-                       r"thanks again|cheers|sincerely|yours sincerely|yours truly|all the best|best wishes|"
-                       r"talk soon|take care|viele grüße|mit freundlichen grüßen|liebe grüße)[,.!]?$", re.IGNORECASE)
+_FORWARD_INTRO = re.compile(
+    r"^(-{2,}\s*Forwarded message\s*-{2,}|Begin forwarded message:|-{2,}\s*Weitergeleitete "
+    r"Nachricht\s*-{2,})\s*$",
+    re.IGNORECASE,
+)
+_HEADER_LINE = re.compile(
+    r"^\*?(From|Von|De|Sent|Gesendet|Date|Datum|To|An|Cc|Subject|Betreff|Objet)\*?:\s*(.*)$", re.IGNORECASE
+)
+_SIGNATURE = re.compile(
+    r"^(-- ?|--\s*$|Sent from my \w+.*|Sent from (Mail|Outlook|Yahoo).*|Get Outlook for \w+.*|"
+    r"Von meinem \w+ gesendet.*)$",
+    re.IGNORECASE,
+)
+_SIGN_OFF = re.compile(
+    r"^(best|best regards|kind regards|warm regards|regards|many thanks|thanks|thank you|"
+    r"thanks again|cheers|sincerely|yours sincerely|yours truly|all the best|best wishes|"
+    r"talk soon|take care|viele grüße|mit freundlichen grüßen|liebe grüße)[,.!]?$",
+    re.IGNORECASE,
+)
 _FOOTER = re.compile(
     r"^(This (e-?mail|message|communication)( and any (files|attachments)( transmitted with it)?)? "
     r"(is|are|may (be|contain))|The information (contained )?in this (e-?mail|message)|"
@@ -53,8 +64,11 @@ _FOOTER = re.compile(
     r"©|\(c\) \d{4}|Copyright \d{4}|Our mailing address is)",
     re.IGNORECASE,
 )
-_DROP_LINE = re.compile(r"^(View (this (e-?mail|message) )?(in|on) (your|a) (web )?browser.*|"
-                        r"Having trouble (viewing|reading) this.*|\[(image|cid)[^\]]*\])$", re.IGNORECASE)
+_DROP_LINE = re.compile(
+    r"^(View (this (e-?mail|message) )?(in|on) (your|a) (web )?browser.*|"
+    r"Having trouble (viewing|reading) this.*|\[(image|cid)[^\]]*\])$",
+    re.IGNORECASE,
+)
 _BULLET = re.compile(r"^(?:[-*•·–]|\d{1,2}[.)])\s+")
 _PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|wg|tr|sv|vs)(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 SENTENCE_END = ".!?:;…"
@@ -80,7 +94,7 @@ def speak_url(match: re.Match[str]) -> str:
     """Replacement for a URL match; punctuation that ended the sentence after it stays."""
     url = match.group(0)
     bare = url.rstrip(".,;:!?)")
-    return url_words(bare) + url[len(bare):]
+    return url_words(bare) + url[len(bare) :]
 
 
 def speak_email(match: re.Match[str]) -> str:
@@ -118,7 +132,7 @@ def _inline(text: str) -> str:
 def _is_header_block(lines: list[str], start: int) -> bool:
     """An Outlook-style quoted header ("From: / Sent: / To: / Subject:") begins at lines[start]."""
     names = set()
-    for line in lines[start:start + 6]:
+    for line in lines[start : start + 6]:
         m = _HEADER_LINE.match(line.strip())
         if m is None:
             break
@@ -150,9 +164,9 @@ def _cut_sign_off(lines: list[str]) -> list[str]:
     """Keep "Best regards, Alice" but drop the title, company and phone lines of the signature below it."""
     for i in range(len(lines) - 1, max(len(lines) - 12, -1), -1):
         if _SIGN_OFF.match(lines[i].strip()):
-            tail = [x for x in lines[i + 1:] if x.strip()]
+            tail = [x for x in lines[i + 1 :] if x.strip()]
             if len(tail) <= 8 and all(len(x) < 80 for x in tail):
-                return [*lines[:i + 1], *tail[:1]]
+                return [*lines[: i + 1], *tail[:1]]
             break
     return lines
 
@@ -173,8 +187,13 @@ def strip_history(text: str) -> str:
             head, i = _forward_head(lines, i + 1)
             kept.extend(["", head, ""])
             continue
-        if (_QUOTE_INTRO.match(stripped) or (stripped.startswith("On ") and _QUOTE_INTRO.match(joined))
-                or _is_header_block(lines, i) or _SIGNATURE.match(line) or _FOOTER.match(stripped)):
+        if (
+            _QUOTE_INTRO.match(stripped)
+            or (stripped.startswith("On ") and _QUOTE_INTRO.match(joined))
+            or _is_header_block(lines, i)
+            or _SIGNATURE.match(line)
+            or _FOOTER.match(stripped)
+        ):
             break
         if not _DROP_LINE.match(stripped):
             kept.append(stripped)

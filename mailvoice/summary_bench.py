@@ -13,14 +13,35 @@ if TYPE_CHECKING:
     from mailvoice.config import Settings
     from mailvoice.engines.base import TtsEngine
 
-_SENDERS = ("Maria Lopez", "John Baker", "Aisha Khan", "Tom Schmidt", "Lena Novak", "Omar Haddad", "Kim Lee",
-            "Pat O'Brien", "Sara Rossi", "Ben Carter")
-_SUBJECTS = ("Invoice for the garden work", "Team lunch on Friday", "Quarterly report draft",
-             "Your parcel is on its way", "Budget review", "Flight change", "School trip forms",
-             "Server maintenance tonight", "Dinner plans", "Contract renewal")
-_BODY = ("Hi, the meeting moved to 3:30 PM on 2026-11-25 because the room was double booked. The invoice of $1,250.00 "
-         "is attached, and Dr. Patel will join us. Please confirm by Friday, e.g. with a short reply.\n\n"
-         "Details are at https://intranet.example.com/meetings/4471?ref=mail. Thanks!")
+_SENDERS = (
+    "Maria Lopez",
+    "John Baker",
+    "Aisha Khan",
+    "Tom Schmidt",
+    "Lena Novak",
+    "Omar Haddad",
+    "Kim Lee",
+    "Pat O'Brien",
+    "Sara Rossi",
+    "Ben Carter",
+)
+_SUBJECTS = (
+    "Invoice for the garden work",
+    "Team lunch on Friday",
+    "Quarterly report draft",
+    "Your parcel is on its way",
+    "Budget review",
+    "Flight change",
+    "School trip forms",
+    "Server maintenance tonight",
+    "Dinner plans",
+    "Contract renewal",
+)
+_BODY = (
+    "Hi, the meeting moved to 3:30 PM on 2026-11-25 because the room was double booked. The invoice of $1,250.00 "
+    "is attached, and Dr. Patel will join us. Please confirm by Friday, e.g. with a short reply.\n\n"
+    "Details are at https://intranet.example.com/meetings/4471?ref=mail. Thanks!"
+)
 
 
 @dataclass(frozen=True)
@@ -49,9 +70,18 @@ def bench_script(settings: Settings, items: int = 20) -> str:
 
     now = datetime.now(UTC)
     gist = first_sentences(clean_body(_BODY), settings.summary.sentences)
-    made = [SummaryItem("voicemail" if i % 7 == 0 else "text", _SENDERS[i % len(_SENDERS)],
-                        "" if i % 7 == 0 else _SUBJECTS[i % len(_SUBJECTS)], gist, now - timedelta(minutes=37 * i),
-                        i % 5 == 0, f"bench{i}") for i in range(items)]
+    made = [
+        SummaryItem(
+            "voicemail" if i % 7 == 0 else "text",
+            _SENDERS[i % len(_SENDERS)],
+            "" if i % 7 == 0 else _SUBJECTS[i % len(_SUBJECTS)],
+            gist,
+            now - timedelta(minutes=37 * i),
+            i % 5 == 0,
+            f"bench{i}",
+        )
+        for i in range(items)
+    ]
     return build_script(rank(made), settings, account="bench", since="24h", now=now).text
 
 
@@ -77,6 +107,13 @@ def bench_tts_summary(settings: Settings, tts: TtsEngine | None = None, *, repea
             speech += chunk.audio.duration
         totals.append(time.perf_counter() - start)
     total = statistics.median(totals)
-    return SummaryBench(items=20, threads=int(getattr(tts, "threads", 0) or os.cpu_count() or 1),
-                        script_chars=len(text), audio_seconds=audio, speech_seconds=speech,
-                        first_audio_seconds=statistics.median(firsts), synth_seconds=total, speed=audio / total)
+    return SummaryBench(
+        items=20,
+        threads=int(getattr(tts, "threads", 0) or os.cpu_count() or 1),
+        script_chars=len(text),
+        audio_seconds=audio,
+        speech_seconds=speech,
+        first_audio_seconds=statistics.median(firsts),
+        synth_seconds=total,
+        speed=audio / total,
+    )

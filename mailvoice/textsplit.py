@@ -15,8 +15,31 @@ _SPACES = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"""(?<=[.!?…])(["'”’)\]]*)\s+""")
 _CLAUSE_END = re.compile(r"(?<=[;:,])\s+")
 _ABBREVIATIONS = frozenset(
-    ["mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "inc", "ltd", "co", "corp", "dept",
-     "approx", "no", "fig", "e.g", "i.e", "a.m", "p.m", "u.s"]
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "vs",
+        "etc",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "dept",
+        "approx",
+        "no",
+        "fig",
+        "e.g",
+        "i.e",
+        "a.m",
+        "p.m",
+        "u.s",
+    ]
 )
 
 
@@ -85,10 +108,10 @@ def split_sentences(paragraph: str, *, max_chars: int = MAX_SENTENCE_CHARS) -> l
     start = 0
     pending = ""
     for match in _SENTENCE_END.finditer(text):
-        fragment = text[start:match.end(1)]
+        fragment = text[start : match.end(1)]
         start = match.end()
         candidate = f"{pending} {fragment}".strip() if pending else fragment
-        next_char = text[start:start + 1]
+        next_char = text[start : start + 1]
         if _is_abbreviation(fragment) or (next_char.isalpha() and next_char.islower()):
             pending = candidate  # "Dr. Smith", "e.g. this": the period does not end the sentence
             continue

@@ -87,8 +87,12 @@ class Transcript:
                     "avg_logprob": round(s.avg_logprob, 4),
                     "no_speech_prob": round(s.no_speech_prob, 4),
                     "words": [
-                        {"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word,
-                         "probability": round(w.probability, 4)}
+                        {
+                            "start": round(w.start, 3),
+                            "end": round(w.end, 3),
+                            "word": w.word,
+                            "probability": round(w.probability, 4),
+                        }
                         for w in s.words
                     ],
                 }

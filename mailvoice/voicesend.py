@@ -83,8 +83,9 @@ def check_addresses(values: list[str] | tuple[str, ...], what: str) -> tuple[str
     return tuple(out)
 
 
-def transcribe_recording(settings: Settings, data: bytes, name: str, asr: AsrEngine | None = None,
-                         fmt: str | None = None) -> Recording:
+def transcribe_recording(
+    settings: Settings, data: bytes, name: str, asr: AsrEngine | None = None, fmt: str | None = None
+) -> Recording:
     """Transcribe untrusted audio bytes and re-encode them (Ogg/Opus or MP3) for the mail; blocking."""
     from mailvoice.audio import decode_audio, encode_audio, load_for_asr
 
@@ -118,8 +119,9 @@ def reply_draft_fields(message: Message) -> tuple[tuple[str, ...], str, str, tup
     elif message.kind == "voice_email":
         to = c.recipients
     else:
-        raise ConfigError(f"message {message.id} is a {message.kind}: only mails, voicemails and voice emails can be "
-                          "answered")
+        raise ConfigError(
+            f"message {message.id} is a {message.kind}: only mails, voicemails and voice emails can be answered"
+        )
     if not to:
         raise ConfigError(f"message {message.id} has no sender address to reply to")
     subject = c.subject or ("Voicemail" if message.kind == "voicemail" else "")
@@ -161,8 +163,14 @@ def build_voice_email(settings: Settings, draft: VoiceDraft, *, sender: str, mes
     if draft.references:
         msg["References"] = " ".join(draft.references)
     msg.set_content(render("voice_email.txt", {**values, "transcript": text}, tdir))
-    msg.add_alternative(render("voice_email.html", {**{k: html.escape(v) for k, v in values.items()},
-                                                    "transcript": _transcript_html(text)}, tdir), subtype="html")
+    msg.add_alternative(
+        render(
+            "voice_email.html",
+            {**{k: html.escape(v) for k, v in values.items()}, "transcript": _transcript_html(text)},
+            tdir,
+        ),
+        subtype="html",
+    )
     maintype, _, subtype = content_type_for(rec.format).partition("/")
     msg.add_attachment(rec.audio, maintype=maintype, subtype=subtype, filename=audio_name)
     return msg
@@ -194,8 +202,7 @@ def _file_copy(settings: Settings, account: str, raw: bytes) -> str:
     return ""
 
 
-async def send_voice_email(settings: Settings, store: Store, draft: VoiceDraft, *,
-                           account: str | None = None) -> Sent:
+async def send_voice_email(settings: Settings, store: Store, draft: VoiceDraft, *, account: str | None = None) -> Sent:
     """Seal and queue the voice email, send it now through the outbox, then file a copy in Sent."""
     from mailvoice.audio import content_type_for, extension_for
     from mailvoice.compose import envelope_addresses
@@ -212,15 +219,29 @@ async def send_voice_email(settings: Settings, store: Store, draft: VoiceDraft, 
     mail = build_voice_email(settings, draft, sender=sender, message_id=mid)
     raw = mail.as_bytes(policy=SMTP)
     rec = draft.recording
-    content = MessageContent(text=rec.transcript.text, transcript=rec.transcript, subject=draft.subject,
-                             sender=sender, recipients=(*draft.to, *draft.cc), message_id=mid,
-                             references=draft.references, source="voice email",
-                             audio_filename=f"voice-message{extension_for(rec.format)}",
-                             audio_type=content_type_for(rec.format))
-    message = NewMessage(kind="voice_email", account=ctx.account, content=content, duration=rec.duration,
-                         language=rec.transcript.language, audio=rec.audio)
-    out = NewOutgoing(message_id_header=mid, raw=raw, envelope=Envelope(bare[0], (*draft.to, *draft.cc)),
-                      message_id=message.id)
+    content = MessageContent(
+        text=rec.transcript.text,
+        transcript=rec.transcript,
+        subject=draft.subject,
+        sender=sender,
+        recipients=(*draft.to, *draft.cc),
+        message_id=mid,
+        references=draft.references,
+        source="voice email",
+        audio_filename=f"voice-message{extension_for(rec.format)}",
+        audio_type=content_type_for(rec.format),
+    )
+    message = NewMessage(
+        kind="voice_email",
+        account=ctx.account,
+        content=content,
+        duration=rec.duration,
+        language=rec.transcript.language,
+        audio=rec.audio,
+    )
+    out = NewOutgoing(
+        message_id_header=mid, raw=raw, envelope=Envelope(bare[0], (*draft.to, *draft.cc)), message_id=message.id
+    )
     await asyncio.to_thread(store.record, (message,), (out,))
     await Outbox(settings, store).flush()
     row = await asyncio.to_thread(store.get_outgoing, out.id)

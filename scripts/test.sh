@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev,web
 echo "== services (PostgreSQL, RabbitMQ, Redis on 127.0.0.1)" && bash scripts/services.sh
 export MAILVOICE_REQUIRE_SERVICES=1
-echo "== ruff" && .venv/bin/ruff check mailvoice tests
+echo "== ruff" && .venv/bin/ruff check mailvoice tests && .venv/bin/ruff format --check mailvoice tests
 echo "== mypy --strict" && .venv/bin/mypy
 echo "== pytest"
 .venv/bin/pytest -p no:cacheprovider "$@"

@@ -46,7 +46,7 @@ def tone_bursts(rate: int, *, seconds: float = SECONDS, freq: float = TONE_HZ, l
 
 
 def window(samples: FloatArray, rate: int, span: tuple[float, float]) -> FloatArray:
-    return samples[int(span[0] * rate):int(span[1] * rate)]
+    return samples[int(span[0] * rate) : int(span[1] * rate)]
 
 
 def rms_db(samples: FloatArray) -> float:
@@ -75,8 +75,15 @@ def assert_tone_bursts(clip: AudioClip, *, name: str) -> None:
 
 
 def encode_pyav(
-    samples: FloatArray, rate: int, *, muxer: str, codec: str, out_rate: int | None = None,
-    layout: str = "mono", bit_rate: int | None = None, options: dict[str, str] | None = None,
+    samples: FloatArray,
+    rate: int,
+    *,
+    muxer: str,
+    codec: str,
+    out_rate: int | None = None,
+    layout: str = "mono",
+    bit_rate: int | None = None,
+    options: dict[str, str] | None = None,
 ) -> bytes:
     """Encode mono float samples with PyAV into an in-memory file (stereo layouts duplicate the channel)."""
     out_rate = out_rate or rate
@@ -92,7 +99,7 @@ def encode_pyav(
         fmt = formats[0].name
         resampler = av.AudioResampler(format=fmt, layout=layout, rate=out_rate)
         for start in range(0, len(samples), 4000):
-            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 4000], format="flt", layout="mono")
+            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 4000], format="flt", layout="mono")
             frame.sample_rate = rate
             for resampled in resampler.resample(frame):
                 out.mux(stream.encode(resampled))
@@ -102,8 +109,9 @@ def encode_pyav(
     return buf.getvalue()
 
 
-def silence_pyav(muxer: str, codec: str, rate: int, seconds: float, *, frame: int,
-                 options: dict[str, str] | None = None) -> bytes:
+def silence_pyav(
+    muxer: str, codec: str, rate: int, seconds: float, *, frame: int, options: dict[str, str] | None = None
+) -> bytes:
     """A long stretch of digital silence; codecs make it tiny (two hours of FLAC is about 30 KB)."""
     buf = io.BytesIO()
     zeros = np.zeros((1, frame), np.int16)
@@ -138,8 +146,9 @@ def gsm_wav(samples: FloatArray, rate: int) -> bytes | None:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
         src.write_bytes(wav_pcm16(samples, rate))
-        subprocess.run([sox, str(src), "-r", "8000", "-e", "gsm-full-rate", str(dst)], check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [sox, str(src), "-r", "8000", "-e", "gsm-full-rate", str(dst)], check=True, capture_output=True, timeout=60
+        )
         return dst.read_bytes()
 
 
@@ -152,8 +161,13 @@ def amr_wb(samples: FloatArray, rate: int) -> bytes | None:
         return None
     lib = ctypes.CDLL(path)
     lib.E_IF_init.restype = ctypes.c_void_p
-    lib.E_IF_encode.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_short),
-                                ctypes.POINTER(ctypes.c_ubyte), ctypes.c_int]
+    lib.E_IF_encode.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_short),
+        ctypes.POINTER(ctypes.c_ubyte),
+        ctypes.c_int,
+    ]
     lib.E_IF_encode.restype = ctypes.c_int
     lib.E_IF_exit.argtypes = [ctypes.c_void_p]
     pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
@@ -163,7 +177,7 @@ def amr_wb(samples: FloatArray, rate: int) -> bytes | None:
     buf = (ctypes.c_ubyte * 64)()
     try:
         for start in range(0, len(pcm), 320):
-            frame = np.ascontiguousarray(pcm[start:start + 320])
+            frame = np.ascontiguousarray(pcm[start : start + 320])
             n = lib.E_IF_encode(state, 8, frame.ctypes.data_as(ctypes.POINTER(ctypes.c_short)), buf, 0)
             out += bytes(buf[:n])
     finally:
@@ -197,8 +211,9 @@ CASES: dict[str, Case] = {
     "mp3": Case(_pyav(22050, muxer="mp3", codec="libmp3lame", bit_rate=48000), "mp3"),
     "mp3-8k": Case(_pyav(8000, muxer="mp3", codec="libmp3lame", bit_rate=16000), "mp3"),
     "ogg-opus": Case(_pyav(16000, muxer="ogg", codec="libopus", out_rate=48000, bit_rate=24000), "ogg"),
-    "ogg-vorbis": Case(_pyav(44100, muxer="ogg", codec="vorbis", layout="stereo",
-                             options={"strict": "experimental"}), "ogg"),
+    "ogg-vorbis": Case(
+        _pyav(44100, muxer="ogg", codec="vorbis", layout="stereo", options={"strict": "experimental"}), "ogg"
+    ),
     "m4a-aac": Case(_pyav(44100, muxer="ipod", codec="aac", bit_rate=64000), "mp4"),
     "3gp-amr-nb": Case(_pyav(8000, muxer="3gp", codec="libopencore_amrnb", bit_rate=12200), "mp4"),
     "adts-aac": Case(_pyav(16000, muxer="adts", codec="aac", bit_rate=32000), "adts"),
@@ -206,8 +221,9 @@ CASES: dict[str, Case] = {
     "amr-wb": Case(lambda: amr_wb(tone_bursts(16000), 16000), "amr", needs="libvo-amrwbenc0"),
     "flac": Case(_pyav(16000, muxer="flac", codec="flac"), "flac"),
     "webm-opus": Case(_pyav(48000, muxer="webm", codec="libopus", bit_rate=32000), "webm"),
-    "webm-vorbis": Case(_pyav(44100, muxer="webm", codec="vorbis", layout="stereo",
-                              options={"strict": "experimental"}), "webm"),
+    "webm-vorbis": Case(
+        _pyav(44100, muxer="webm", codec="vorbis", layout="stereo", options={"strict": "experimental"}), "webm"
+    ),
     "mka-opus": Case(_pyav(16000, muxer="matroska", codec="libopus", out_rate=48000), "matroska"),
 }
 """Every input format mailvoice accepts, keyed by a test id."""
@@ -242,7 +258,7 @@ def video_mp4(*, with_audio: bool) -> bytes:
                 out.mux(packet)
         samples = tone_bursts(16000)
         for start in range(0, len(samples), 4000):
-            chunk = av.AudioFrame.from_ndarray(samples[None, start:start + 4000], format="flt", layout="mono")
+            chunk = av.AudioFrame.from_ndarray(samples[None, start : start + 4000], format="flt", layout="mono")
             chunk.sample_rate = 16000
             out.mux(audio.encode(chunk))
         out.mux(audio.encode(None))

@@ -20,8 +20,9 @@ class SpeechCase:
     must_not_say: tuple[str, ...] = ()
 
 
-def _mail(sender: str, subject: str, text: str | None, html: str | None = None,
-          msgid: str = "<x@example.com>", **headers: str) -> bytes:
+def _mail(
+    sender: str, subject: str, text: str | None, html: str | None = None, msgid: str = "<x@example.com>", **headers: str
+) -> bytes:
     msg = EmailMessage(policy=SMTP)
     msg["From"] = sender
     msg["To"] = "Owner <owner@example.org>"
@@ -48,12 +49,23 @@ def plain_personal() -> SpeechCase:
         "See you Mon, Nov 24 at 10am.\n\n"
         "Maria\n"
     )
-    return SpeechCase(_mail("Maria Lopez <maria@example.net>", "Plumber on Tuesday", text),
-                      ("a link to example dot com", "billing team at example dot co dot uk",
-                       "twelve dollars and fifty cents", "three thirty PM", "November twenty-fifth, twenty twenty-six",
-                       "Doctor Patel", "for example", "five five five", "one thousand two hundred euros",
-                       "Monday, November twenty-fourth", "ten AM"),
-                      ("token", "q3.pdf", "https"))
+    return SpeechCase(
+        _mail("Maria Lopez <maria@example.net>", "Plumber on Tuesday", text),
+        (
+            "a link to example dot com",
+            "billing team at example dot co dot uk",
+            "twelve dollars and fifty cents",
+            "three thirty PM",
+            "November twenty-fifth, twenty twenty-six",
+            "Doctor Patel",
+            "for example",
+            "five five five",
+            "one thousand two hundred euros",
+            "Monday, November twenty-fourth",
+            "ten AM",
+        ),
+        ("token", "q3.pdf", "https"),
+    )
 
 
 def gmail_reply() -> SpeechCase:
@@ -67,12 +79,16 @@ def gmail_reply() -> SpeechCase:
         "> On Sun, Nov 23, 2025 at 9:00 AM Bob <bob@example.com> wrote:\n"
         ">> Older quoted history here.\n"
     )
-    html = ("<div dir=\"ltr\">Sounds good, let's do Thursday.</div><br><div class=\"gmail_quote\">"
-            "<div class=\"gmail_attr\">On Mon, Nov 24, 2025 at 3:30 PM Alice Smith &lt;alice.smith@example.com&gt;"
-            " wrote:<br></div><blockquote>Can we move the review to Thursday?</blockquote></div>")
-    return SpeechCase(_mail("Jo Kim <jo.kim@gmail.example>", "Re: Re: Review meeting", text, html),
-                      ("Sounds good, let's do Thursday.", "Subject: Review meeting."),
-                      ("secret quoted", "Older quoted", "wrote", "Re:"))
+    html = (
+        '<div dir="ltr">Sounds good, let\'s do Thursday.</div><br><div class="gmail_quote">'
+        '<div class="gmail_attr">On Mon, Nov 24, 2025 at 3:30 PM Alice Smith &lt;alice.smith@example.com&gt;'
+        " wrote:<br></div><blockquote>Can we move the review to Thursday?</blockquote></div>"
+    )
+    return SpeechCase(
+        _mail("Jo Kim <jo.kim@gmail.example>", "Re: Re: Review meeting", text, html),
+        ("Sounds good, let's do Thursday.", "Subject: Review meeting."),
+        ("secret quoted", "Older quoted", "wrote", "Re:"),
+    )
 
 
 def outlook_reply() -> SpeechCase:
@@ -90,10 +106,17 @@ def outlook_reply() -> SpeechCase:
         "Subject: PO approval needed\n\n"
         "Dear John, the quoted Outlook body must not be read.\n"
     )
-    return SpeechCase(_mail("\"Smith, John\" <john.smith@acme.example.com>", "RE: PO approval needed", text),
-                      ("Message from John Smith.", "Approved.", "number four thousand four hundred seventy-one",
-                       "end of day", "Best regards, Smith, John."),
-                      ("quoted Outlook body", "Procurement Manager", "seven nine four six", "Sent:"))
+    return SpeechCase(
+        _mail('"Smith, John" <john.smith@acme.example.com>', "RE: PO approval needed", text),
+        (
+            "Message from John Smith.",
+            "Approved.",
+            "number four thousand four hundred seventy-one",
+            "end of day",
+            "Best regards, Smith, John.",
+        ),
+        ("quoted Outlook body", "Procurement Manager", "seven nine four six", "Sent:"),
+    )
 
 
 NEWSLETTER_HTML = """<!DOCTYPE html><html><head><title>Weekly digest</title>
@@ -119,13 +142,39 @@ https://blog.example.com/2026/03/spring-sale?utm_source=newsletter&amp;utm_mediu
 
 
 def html_newsletter() -> SpeechCase:
-    raw = _mail("Example Shop <news@shop.example.com>", "Spring sale: 25% off", None, NEWSLETTER_HTML,
-                List_Id="<news.shop.example.com>", List_Unsubscribe="<https://shop.example.com/u/1>")
-    return SpeechCase(raw, ("Your weekly digest.", "March thirty-first, twenty twenty-six", "twenty-five percent off",
-                            "four dollars and ninety-nine cents", "New hiking boots.", "a link to example dot com"),
-                      ("tracking script", "Hidden preheader", "zero size", "hidden attribute", "aria hidden",
-                       "template text", "View this email", "signed up", "Springfield", "color", "font-family",
-                       "utm"))
+    raw = _mail(
+        "Example Shop <news@shop.example.com>",
+        "Spring sale: 25% off",
+        None,
+        NEWSLETTER_HTML,
+        List_Id="<news.shop.example.com>",
+        List_Unsubscribe="<https://shop.example.com/u/1>",
+    )
+    return SpeechCase(
+        raw,
+        (
+            "Your weekly digest.",
+            "March thirty-first, twenty twenty-six",
+            "twenty-five percent off",
+            "four dollars and ninety-nine cents",
+            "New hiking boots.",
+            "a link to example dot com",
+        ),
+        (
+            "tracking script",
+            "Hidden preheader",
+            "zero size",
+            "hidden attribute",
+            "aria hidden",
+            "template text",
+            "View this email",
+            "signed up",
+            "Springfield",
+            "color",
+            "font-family",
+            "utm",
+        ),
+    )
 
 
 def text_newsletter() -> SpeechCase:
@@ -140,11 +189,19 @@ def text_newsletter() -> SpeechCase:
         "You received this email because you subscribed. To unsubscribe click https://example.com/u/xyz\n"
     )
     html = "<p>THIS WEEK</p><ul><li>Product launch recap</li></ul>"
-    return SpeechCase(_mail("Example Weekly <weekly@example.com>", "This week at Example", text, html),
-                      ("THIS WEEK.", "Product launch recap (a link to example dot com).", "three new roles",
-                       "December second, twenty twenty-six", "two PM", "hello at example dot com",
-                       "a link to example dot com"),
-                      ("image", "View this email", "subscribed", "xyz", "ref=nl"))
+    return SpeechCase(
+        _mail("Example Weekly <weekly@example.com>", "This week at Example", text, html),
+        (
+            "THIS WEEK.",
+            "Product launch recap (a link to example dot com).",
+            "three new roles",
+            "December second, twenty twenty-six",
+            "two PM",
+            "hello at example dot com",
+            "a link to example dot com",
+        ),
+        ("image", "View this email", "subscribed", "xyz", "ref=nl"),
+    )
 
 
 def gmail_forward() -> SpeechCase:
@@ -157,10 +214,17 @@ def gmail_forward() -> SpeechCase:
         "To: <owner@example.org>\n\n"
         "Your flight departs 2025-12-03 at 06:45 from gate B22. Booking reference 7XQ4PL2ZK9M3TR.\n"
     )
-    return SpeechCase(_mail("Kim Lee <kim@example.org>", "Fwd: Your booking", text),
-                      ("F Y I, see below.", "Forwarded message from Travel Desk, about Your booking",
-                       "December third, twenty twenty-five", "six forty-five AM", "a reference code"),
-                      ("To:", "owner at", "7XQ4"))
+    return SpeechCase(
+        _mail("Kim Lee <kim@example.org>", "Fwd: Your booking", text),
+        (
+            "F Y I, see below.",
+            "Forwarded message from Travel Desk, about Your booking",
+            "December third, twenty twenty-five",
+            "six forty-five AM",
+            "a reference code",
+        ),
+        ("To:", "owner at", "7XQ4"),
+    )
 
 
 def mobile_with_footer() -> SpeechCase:
@@ -170,9 +234,11 @@ def mobile_with_footer() -> SpeechCase:
         "CONFIDENTIALITY NOTICE: This message is for the named recipient only. If you are not the intended "
         "recipient, delete it.\n"
     )
-    return SpeechCase(_mail("pat.o.brien@example.com", "late", text),
-                      ("Message from pat o brien at example dot com.", "ten min late"),
-                      ("iPhone", "CONFIDENTIALITY", "intended recipient"))
+    return SpeechCase(
+        _mail("pat.o.brien@example.com", "late", text),
+        ("Message from pat o brien at example dot com.", "ten min late"),
+        ("iPhone", "CONFIDENTIALITY", "intended recipient"),
+    )
 
 
 def legal_footer_plain() -> SpeechCase:
@@ -186,10 +252,18 @@ def legal_footer_plain() -> SpeechCase:
         "This e-mail and any attachments are confidential and may be privileged. If you have received it in error "
         "please notify the sender at legal@berg-partners.example.com.\n"
     )
-    return SpeechCase(_mail("Henrik Berg <henrik@berg-partners.example.com>", "Contract", text),
-                      ("Dear Miz Novak,", "two thousand five hundred dollars", "thirty days", "that is,",
-                       "January fifteenth", "Kind regards. Henrik Berg."),
-                      ("confidential", "privileged", "Partners Limited", "legal"))
+    return SpeechCase(
+        _mail("Henrik Berg <henrik@berg-partners.example.com>", "Contract", text),
+        (
+            "Dear Miz Novak,",
+            "two thousand five hundred dollars",
+            "thirty days",
+            "that is,",
+            "January fifteenth",
+            "Kind regards. Henrik Berg.",
+        ),
+        ("confidential", "privileged", "Partners Limited", "legal"),
+    )
 
 
 def deep_thread() -> SpeechCase:
@@ -202,9 +276,11 @@ def deep_thread() -> SpeechCase:
         "I think we should wait for the quoted-old fix.\n"
         "> > even older text\n"
     )
-    return SpeechCase(_mail("Omar <omar@example.com>", "RE: FW: release", text),
-                      ("Agreed with Lena, ship it on Friday.", "Subject: release."),
-                      ("quoted-old", "even older", "Original"))
+    return SpeechCase(
+        _mail("Omar <omar@example.com>", "RE: FW: release", text),
+        ("Agreed with Lena, ship it on Friday.", "Subject: release."),
+        ("quoted-old", "even older", "Original"),
+    )
 
 
 def links_everywhere() -> SpeechCase:
@@ -213,10 +289,11 @@ def links_everywhere() -> SpeechCase:
         "http://192.168.1.1/admin, ftp://files.example.org/pub/x.tar.gz, and mailto:someone@example.com.\n"
         "Also <https://very.long.tracking.example.com/c/eJyNkMtOwzAQRX8lysrLbaJxJBfZPxLq>.\n"
     )
-    return SpeechCase(_mail("Tom <tom@example.com>", "links", text),
-                      ("the doc", "a link to a numeric address", "a link to example dot org",
-                       "someone at example dot com"),
-                      ("1AbCd", "admin", "tar", "mailto", "eJy"))
+    return SpeechCase(
+        _mail("Tom <tom@example.com>", "links", text),
+        ("the doc", "a link to a numeric address", "a link to example dot org", "someone at example dot com"),
+        ("1AbCd", "admin", "tar", "mailto", "eJy"),
+    )
 
 
 CASES: dict[str, Callable[[], SpeechCase]] = {

@@ -65,8 +65,9 @@ def truncate_all(url: str) -> None:
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            present = [t for t in STORE_TABLES
-                       if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None]
+            present = [
+                t for t in STORE_TABLES if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
+            ]
             if present:
                 conn.execute(text(f"TRUNCATE {', '.join(present)} CASCADE"))
     finally:

@@ -85,8 +85,9 @@ class Cluster:
             time.sleep(0.2)
 
 
-def make_cluster(tmp_path: Path, store_url: str, users: list[MailUser], smtp: SmtpServer,
-                 poll_interval: float = 1.0) -> Cluster:
+def make_cluster(
+    tmp_path: Path, store_url: str, users: list[MailUser], smtp: SmtpServer, poll_interval: float = 1.0
+) -> Cluster:
     home = tmp_path / "home"
     home.mkdir()
     prefix = f"t{secrets.token_hex(4)}"
@@ -98,16 +99,43 @@ def make_cluster(tmp_path: Path, store_url: str, users: list[MailUser], smtp: Sm
         {
             "general": {"data_dir": str(home), "store_url": store_url},
             "asr": {"threads": 1},
-            "smtp": {"host": s.host, "port": s.port, "tls": s.tls, "ca_file": str(s.ca_file),
-                     "username": s.username, "password_env": s.password_env, "sender": s.sender,
-                     "timeout": 10.0, "retry_base": 0.5, "retry_cap": 1.0},
-            "queue": {"broker_url": BROKER_URL, "password_env": "MAILVOICE_TEST_BROKER_PW",
-                      "mail_queue": queues[0], "asr_queue": queues[1], "tts_queue": queues[2],
-                      "outbox_interval": 1.0, "requeue_after": 600.0},
+            "smtp": {
+                "host": s.host,
+                "port": s.port,
+                "tls": s.tls,
+                "ca_file": str(s.ca_file),
+                "username": s.username,
+                "password_env": s.password_env,
+                "sender": s.sender,
+                "timeout": 10.0,
+                "retry_base": 0.5,
+                "retry_cap": 1.0,
+            },
+            "queue": {
+                "broker_url": BROKER_URL,
+                "password_env": "MAILVOICE_TEST_BROKER_PW",
+                "mail_queue": queues[0],
+                "asr_queue": queues[1],
+                "tts_queue": queues[2],
+                "outbox_interval": 1.0,
+                "requeue_after": 600.0,
+            },
         },
-        [{"name": f"acct-{u.user}", "host": u.host, "port": u.imaps_port, "tls": "implicit",
-          "ca_file": str(u.cafile), "username": u.user, "password_env": u.password_env,
-          "address": f"{u.user}@example.org", "poll_interval": poll_interval, "timeout": 10.0} for u in users],
+        [
+            {
+                "name": f"acct-{u.user}",
+                "host": u.host,
+                "port": u.imaps_port,
+                "tls": "implicit",
+                "ca_file": str(u.cafile),
+                "username": u.user,
+                "password_env": u.password_env,
+                "address": f"{u.user}@example.org",
+                "poll_interval": poll_interval,
+                "timeout": 10.0,
+            }
+            for u in users
+        ],
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVOICE_")}
     for u in users:
@@ -119,7 +147,12 @@ def make_cluster(tmp_path: Path, store_url: str, users: list[MailUser], smtp: Sm
     init = subprocess.run(cluster.cmd("init"), env=env, capture_output=True, text=True, timeout=60)
     assert init.returncode == 0, init.stderr
     # The deploy step that migrates the shared database before any worker starts (workers would do it too).
-    migrate = subprocess.run([sys.executable, "-m", "mailvoice.store.migrations", store_url], env=env,
-                             capture_output=True, text=True, timeout=60)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "mailvoice.store.migrations", store_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert migrate.returncode == 0 and "store schema at" in migrate.stdout, migrate.stderr
     return cluster

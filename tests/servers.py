@@ -25,8 +25,7 @@ from mailvoice.devservers import (  # the Dovecot launcher is shared with `mailv
     wait_for_greeting,
 )
 
-__all__ = ["APT_HINT", "MAIL_USER", "DovecotServer", "free_port", "make_cert", "require_programs",
-           "wait_for_greeting"]
+__all__ = ["APT_HINT", "MAIL_USER", "DovecotServer", "free_port", "make_cert", "require_programs", "wait_for_greeting"]
 
 
 @dataclass
@@ -61,8 +60,9 @@ class MailUser:
         client.login(self.user, self.password)
         return client
 
-    def append(self, raw: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = (),
-               when: datetime | None = None) -> int:
+    def append(
+        self, raw: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = (), when: datetime | None = None
+    ) -> int:
         """IMAP APPEND from another connection (INTERNALDATE `when`, default now); returns the new UID."""
         client = self.client()
         try:
@@ -82,8 +82,9 @@ class MailUser:
     def sessions(self) -> int:
         """Live IMAP sessions of this user (doveadm who)."""
         out = self.server.doveadm("who", "-1", self.user)
-        return sum(1 for line in out.splitlines()[1:] if line.split() and line.split()[0] == self.user
-                   and "imap" in line)
+        return sum(
+            1 for line in out.splitlines()[1:] if line.split() and line.split()[0] == self.user and "imap" in line
+        )
 
     def uidlist_path(self, folder: str = "INBOX") -> Path:
         return self.server.maildir(self.user, folder) / "dovecot-uidlist"
@@ -91,9 +92,16 @@ class MailUser:
     def account(self, **overrides: Any) -> AccountSettings:
         """AccountSettings for this user over IMAPS with the test CA; override any field."""
         base = AccountSettings(
-            name=f"acct-{self.user}", host=self.host, username=self.user, port=self.imaps_port,
-            password_env=self.password_env, tls="implicit", ca_file=self.cafile,
-            idle=True, poll_interval=1.0, timeout=10.0,
+            name=f"acct-{self.user}",
+            host=self.host,
+            username=self.user,
+            port=self.imaps_port,
+            password_env=self.password_env,
+            tls="implicit",
+            ca_file=self.cafile,
+            idle=True,
+            poll_interval=1.0,
+            timeout=10.0,
         )
         if overrides.get("tls") in ("starttls", "none") and "port" not in overrides:
             overrides["port"] = self.imap_port
@@ -138,8 +146,7 @@ class SmtpHandler:
     """Recipients answered 550 at RCPT (for partial refusals)."""
     messages: list[Received] = field(default_factory=list)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         if address in self.refuse:
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
@@ -154,18 +161,26 @@ class SmtpHandler:
             server.transport.abort()
             return "421 4.3.0 closing"  # never reaches the client: the transport is gone
         tls = session.ssl is not None or server.transport.get_extra_info("sslcontext") is not None
-        self.messages.append(Received(
-            sender=envelope.mail_from, recipients=tuple(envelope.rcpt_tos), raw=bytes(envelope.original_content),
-            authenticated=bool(session.authenticated), tls=tls,
-        ))
+        self.messages.append(
+            Received(
+                sender=envelope.mail_from,
+                recipients=tuple(envelope.rcpt_tos),
+                raw=bytes(envelope.original_content),
+                authenticated=bool(session.authenticated),
+                tls=tls,
+            )
+        )
         return "250 2.0.0 queued"
 
 
 def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
-    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == SMTP_USER.encode()
-          and auth_data.password == SMTP_PASSWORD.encode())
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == SMTP_USER.encode()
+        and auth_data.password == SMTP_PASSWORD.encode()
+    )
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
@@ -201,8 +216,9 @@ class SmtpServer:
             else:
                 # aiosmtpd only counts STARTTLS as TLS for AUTH; this connection is TLS from the first byte.
                 kwargs.update(ssl_context=ctx, auth_require_tls=False, auth_required=False)
-        self._controller = Controller(self.handler, hostname=self.host, port=self.port,
-                                      server_hostname="localhost", ready_timeout=10, **kwargs)
+        self._controller = Controller(
+            self.handler, hostname=self.host, port=self.port, server_hostname="localhost", ready_timeout=10, **kwargs
+        )
         self._controller.start()
 
     def stop(self) -> None:
@@ -212,7 +228,14 @@ class SmtpServer:
 
     def settings(self, **overrides: Any) -> SmtpSettings:
         """SmtpSettings for this server (STARTTLS with the test CA and the fixed credentials)."""
-        base = SmtpSettings(host=self.host, port=self.port, tls="implicit" if self.tls == "implicit" else "starttls",
-                            ca_file=self.cert, username=SMTP_USER if self.tls != "none" else "",
-                            password_env="MAILVOICE_TEST_SMTP_PASSWORD", sender="bot@example.org", timeout=5.0)
+        base = SmtpSettings(
+            host=self.host,
+            port=self.port,
+            tls="implicit" if self.tls == "implicit" else "starttls",
+            ca_file=self.cert,
+            username=SMTP_USER if self.tls != "none" else "",
+            password_env="MAILVOICE_TEST_SMTP_PASSWORD",
+            sender="bot@example.org",
+            timeout=5.0,
+        )
         return replace(base, **overrides)

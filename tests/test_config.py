@@ -26,7 +26,9 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_file_and_environment_override(tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 [asr]
 beam_size = 3
 language = "en"
@@ -37,9 +39,16 @@ host = "imap.example.com"
 username = "me@example.com"
 password_env = "WORK_PW"
 folders = ["INBOX", "Voicemail"]
-""")
-    s = load_settings(cfg, environ={"MAILVOICE_ASR__BEAM_SIZE": "1", "MAILVOICE_AUDIO__NORMALIZE": "false",
-                                    "MAILVOICE_GENERAL__DATA_DIR": str(tmp_path / "d")})
+""",
+    )
+    s = load_settings(
+        cfg,
+        environ={
+            "MAILVOICE_ASR__BEAM_SIZE": "1",
+            "MAILVOICE_AUDIO__NORMALIZE": "false",
+            "MAILVOICE_GENERAL__DATA_DIR": str(tmp_path / "d"),
+        },
+    )
     assert s.asr.beam_size == 1 and s.asr.language == "en"
     assert s.audio.normalize is False
     assert s.general.data_dir == tmp_path / "d"
@@ -50,19 +59,18 @@ folders = ["INBOX", "Voicemail"]
 @pytest.mark.parametrize(
     ("text", "env", "needles"),
     [
-        ("[asr]\nbeam_size = \"five\"\n", {}, ["asr.beam_size", "'five'", "an integer"]),
-        ("[tts]\nformat = \"aiff\"\n", {}, ["tts.format", "'aiff'", "'ogg'"]),
-        ("[asr]\nmodle = \"x\"\n", {}, ["asr.modle", "model"]),
+        ('[asr]\nbeam_size = "five"\n', {}, ["asr.beam_size", "'five'", "an integer"]),
+        ('[tts]\nformat = "aiff"\n', {}, ["tts.format", "'aiff'", "'ogg'"]),
+        ('[asr]\nmodle = "x"\n', {}, ["asr.modle", "model"]),
         ("[nope]\n", {}, ["nope", "known sections"]),
-        ("[[accounts]]\nname = \"a\"\n", {}, ["accounts[0]", "host", "username"]),
+        ('[[accounts]]\nname = "a"\n', {}, ["accounts[0]", "host", "username"]),
         ("", {"MAILVOICE_ASR__BEAM_SIZE": "lots"}, ["asr.beam_size", "'lots'", "an integer"]),
         ("", {"MAILVOICE_AUDIO__NORMALIZE": "maybe"}, ["audio.normalize", "true or false"]),
         ("", {"MAILVOICE_WRONG__X": "1"}, ["MAILVOICE_WRONG__X", "unknown section"]),
         ("[asr\n", {}, ["not valid TOML"]),
     ],
 )
-def test_bad_values_name_key_value_and_form(tmp_path: Path, text: str, env: dict[str, str],
-                                             needles: list[str]) -> None:
+def test_bad_values_name_key_value_and_form(tmp_path: Path, text: str, env: dict[str, str], needles: list[str]) -> None:
     cfg = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
         load_settings(cfg, environ=env)

@@ -39,22 +39,46 @@ def build_tiny_vits(directory: Path) -> Path:
 
     torch.manual_seed(0)
     hop = 64  # must equal the product of the decoder's upsample rates
-    audio = BaseAudioConfig(sample_rate=SAMPLE_RATE, win_length=256, hop_length=hop, fft_size=256, num_mels=40,
-                            mel_fmin=0, mel_fmax=None)
+    audio = BaseAudioConfig(
+        sample_rate=SAMPLE_RATE, win_length=256, hop_length=hop, fft_size=256, num_mels=40, mel_fmin=0, mel_fmax=None
+    )
     args = VitsArgs(
-        out_channels=256 // 2 + 1, hidden_channels=32, hidden_channels_ffn_text_encoder=64, num_heads_text_encoder=2,
-        num_layers_text_encoder=1, num_layers_posterior_encoder=1, num_layers_flow=1, use_sdp=False,
-        resblock_type_decoder="1", resblock_kernel_sizes_decoder=[3], resblock_dilation_sizes_decoder=[[1, 3, 5]],
-        upsample_rates_decoder=[4, 4, 4], upsample_initial_channel_decoder=32, upsample_kernel_sizes_decoder=[8, 8, 8],
+        out_channels=256 // 2 + 1,
+        hidden_channels=32,
+        hidden_channels_ffn_text_encoder=64,
+        num_heads_text_encoder=2,
+        num_layers_text_encoder=1,
+        num_layers_posterior_encoder=1,
+        num_layers_flow=1,
+        use_sdp=False,
+        resblock_type_decoder="1",
+        resblock_kernel_sizes_decoder=[3],
+        resblock_dilation_sizes_decoder=[[1, 3, 5]],
+        upsample_rates_decoder=[4, 4, 4],
+        upsample_initial_channel_decoder=32,
+        upsample_kernel_sizes_decoder=[8, 8, 8],
         init_discriminator=False,
     )
     characters = CharactersConfig(
-        characters_class="TTS.tts.models.vits.VitsCharacters", characters="abcdefghijklmnopqrstuvwxyz",
-        punctuations=" .,!?'-", pad="_", eos=None, bos=None, blank="<BLNK>", phonemes=None,
-        is_unique=False, is_sorted=True,
+        characters_class="TTS.tts.models.vits.VitsCharacters",
+        characters="abcdefghijklmnopqrstuvwxyz",
+        punctuations=" .,!?'-",
+        pad="_",
+        eos=None,
+        bos=None,
+        blank="<BLNK>",
+        phonemes=None,
+        is_unique=False,
+        is_sorted=True,
     )
-    config = VitsConfig(audio=audio, model_args=args, use_phonemes=False, text_cleaner="english_cleaners",
-                        characters=characters, add_blank=True)
+    config = VitsConfig(
+        audio=audio,
+        model_args=args,
+        use_phonemes=False,
+        text_cleaner="english_cleaners",
+        characters=characters,
+        add_blank=True,
+    )
     model = Vits(config)
     directory.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict()}, directory / "model.pth")

@@ -153,12 +153,18 @@ def test_missing_key_file_says_run_init(tmp_path: Path) -> None:
         load_keyring(tmp_path / "nope.json")
 
 
-@pytest.mark.parametrize("content", [
-    b"not json", b"\xff\xfe", b"[]", b'{"version": 2, "active": "a", "keys": {}}',
-    b'{"version": 1, "active": "a", "keys": {"b": "AAAA"}}',
-    b'{"version": 1, "active": "a", "keys": {"a": "AAAA"}}',
-    b'{"version": 1, "active": "a", "keys": {"a": "!!!notbase64"}}',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"version": 2, "active": "a", "keys": {}}',
+        b'{"version": 1, "active": "a", "keys": {"b": "AAAA"}}',
+        b'{"version": 1, "active": "a", "keys": {"a": "AAAA"}}',
+        b'{"version": 1, "active": "a", "keys": {"a": "!!!notbase64"}}',
+    ],
+)
 def test_malformed_key_file_names_it(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "keys.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -203,8 +209,7 @@ def test_env_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     old = os.urandom(32)
     monkeypatch.setenv(KEY_ENV, f"{base64.b64encode(key).decode()}, {base64.b64encode(old).decode()}")
     both = env_keyring()
-    assert both is not None and both.active == key_id_for(key) and set(both.keys) == {key_id_for(key),
-                                                                                       key_id_for(old)}
+    assert both is not None and both.active == key_id_for(key) and set(both.keys) == {key_id_for(key), key_id_for(old)}
 
 
 @pytest.mark.parametrize("value", ["", "not base64!", base64.b64encode(b"short").decode(), ","])
@@ -223,8 +228,12 @@ def test_scrubbed_key_absent_from_children(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv(KEY_ENV, key)
     assert scrub_environment() is True
     assert KEY_ENV not in os.environ
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('MAILVOICE_KEY', 'ABSENT'))"],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('MAILVOICE_KEY', 'ABSENT'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert child.stdout.strip() == "ABSENT"
     shell = subprocess.run(["sh", "-c", "env"], capture_output=True, text=True, check=True)
     assert key not in shell.stdout

@@ -24,8 +24,10 @@ from mailvoice.dictation.session import DictationSession, DraftChanged
 from mailvoice.dictation.sources import PacedSource
 
 pytestmark = pytest.mark.slow
-SCRIPT = ["Hi Bob, thanks for the report on the new budget.",
-          "I think we should meet on Thursday to discuss the numbers."]
+SCRIPT = [
+    "Hi Bob, thanks for the report on the new budget.",
+    "I think we should meet on Thursday to discuss the numbers.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +41,9 @@ def utterances(*texts: str, gap: float = 1.0) -> np.ndarray:
     return np.concatenate([np.concatenate([speak(t).samples, silence(gap)]) for t in texts])
 
 
-async def _run(pipeline: Pipeline, samples: np.ndarray, realtime: bool) -> tuple[list[object], PacedSource,
-                                                                                   DictationSession]:
+async def _run(
+    pipeline: Pipeline, samples: np.ndarray, realtime: bool
+) -> tuple[list[object], PacedSource, DictationSession]:
     source = PacedSource(samples, realtime=realtime)
     session = DictationSession(pipeline.recognizer(), pipeline.worker, catch_up=realtime)
     events: list[object] = []
@@ -90,8 +93,14 @@ def _commands_applied(text: str) -> list[str]:
     return problems
 
 
-COMMAND_SCRIPT = ("Dear Bob.", "The report is ready, period. New paragraph.", "This line is wrong.",
-                  "Scratch that.", "See you soon.", "Send it.")
+COMMAND_SCRIPT = (
+    "Dear Bob.",
+    "The report is ready, period. New paragraph.",
+    "This line is wrong.",
+    "Scratch that.",
+    "See you soon.",
+    "Send it.",
+)
 
 
 def test_spoken_commands_edit_the_draft(pipeline: Pipeline) -> None:
@@ -127,11 +136,20 @@ def test_dictate_cli_json_from_file(tmp_path: Path) -> None:
         w.setsampwidth(2)
         w.setframerate(16_000)
         w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    env = {"MAILVOICE_GENERAL__DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin",
-           "MAILVOICE_CONFIG": str(tmp_path / "config.toml")}
+    env = {
+        "MAILVOICE_GENERAL__DATA_DIR": str(tmp_path / "data"),
+        "PATH": "/usr/bin:/bin",
+        "MAILVOICE_CONFIG": str(tmp_path / "config.toml"),
+    }
     (tmp_path / "config.toml").write_text("")
-    proc = subprocess.run([sys.executable, "-m", "mailvoice", "dictate", "--input", str(wav), "--json", "--fast"],
-                          capture_output=True, text=True, timeout=300, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mailvoice", "dictate", "--input", str(wav), "--json", "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     kinds = {line["type"] for line in lines}

@@ -33,11 +33,24 @@ def store(settings: Settings) -> Iterator[Store]:
 
 @pytest.fixture
 def stored(store: Store) -> tuple[NewMessage, NewMessage]:
-    summary = NewMessage(kind="summary", account="home", duration=42.4, audio=AUDIO, content=MessageContent(
-        text="Three new messages. Voicemail from Sarah Miller. Secret body text.", subject="Inbox summary: 3 new",
-        audio_filename="inbox-summary.ogg", audio_type="audio/ogg"))
-    voicemail = NewMessage(kind="voicemail", account="home", audio=b"RIFFprivate", content=MessageContent(
-        text="private voicemail", audio_type="audio/wav"))
+    summary = NewMessage(
+        kind="summary",
+        account="home",
+        duration=42.4,
+        audio=AUDIO,
+        content=MessageContent(
+            text="Three new messages. Voicemail from Sarah Miller. Secret body text.",
+            subject="Inbox summary: 3 new",
+            audio_filename="inbox-summary.ogg",
+            audio_type="audio/ogg",
+        ),
+    )
+    voicemail = NewMessage(
+        kind="voicemail",
+        account="home",
+        audio=b"RIFFprivate",
+        content=MessageContent(text="private voicemail", audio_type="audio/wav"),
+    )
     store.record(messages=(summary, voicemail))
     return summary, voicemail
 
@@ -47,8 +60,9 @@ def client(settings: Settings, store: Store) -> TestClient:
     return TestClient(Starlette(routes=feed_routes(settings, lambda: store)))
 
 
-def test_feed_lists_summaries_with_enclosures(settings: Settings, client: TestClient,
-                                              stored: tuple[NewMessage, NewMessage]) -> None:
+def test_feed_lists_summaries_with_enclosures(
+    settings: Settings, client: TestClient, stored: tuple[NewMessage, NewMessage]
+) -> None:
     summary, _ = stored
     resp = client.get(feed_path(feed_token(settings)))
     assert resp.status_code == 200
@@ -83,8 +97,9 @@ def test_byte_ranges(settings: Settings, client: TestClient, stored: tuple[NewMe
     assert client.get(url, headers={"Range": f"bytes={len(AUDIO)}-"}).status_code == 416
 
 
-def test_wrong_token_or_other_kinds_are_not_found(settings: Settings, client: TestClient,
-                                                  stored: tuple[NewMessage, NewMessage]) -> None:
+def test_wrong_token_or_other_kinds_are_not_found(
+    settings: Settings, client: TestClient, stored: tuple[NewMessage, NewMessage]
+) -> None:
     token = feed_token(settings)
     summary, voicemail = stored
     assert client.get("/feed/wrong-token-wrong-token-wrong.xml").status_code == 404

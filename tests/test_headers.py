@@ -64,8 +64,15 @@ def _outgoing(subject_source: str, caller: str) -> bytes:
 
 def _assert_exact_headers(flat: bytes) -> None:
     back = BytesParser(policy=email.policy.default).parsebytes(flat)
-    assert [k.lower() for k in back] == ["from", "to", "subject", "message-id", "content-type",
-                                         "content-transfer-encoding", "mime-version"]
+    assert [k.lower() for k in back] == [
+        "from",
+        "to",
+        "subject",
+        "message-id",
+        "content-type",
+        "content-transfer-encoding",
+        "mime-version",
+    ]
     recipients = email.utils.getaddresses(back.get_all("To", []) + back.get_all("Cc", []) + back.get_all("Bcc", []))
     assert [addr for _, addr in recipients] == ["owner@example.org"]
     assert "\n" not in str(back["Subject"]) and "\r" not in str(back["Subject"])
@@ -76,8 +83,9 @@ def test_transcript_in_subject_adds_no_header(text: str) -> None:
     _assert_exact_headers(_outgoing(text, caller=text))
 
 
-_PIECES = st.sampled_from([*"ab :=?_\r\n\x00\t\u2028\u00e4", "=0D", "=0A", "=?utf-8?q?", "=?utf-8?b?", "?=",
-                           "DQpCY2M6IHhAeS56", "Bcc: x@y.z"])
+_PIECES = st.sampled_from(
+    [*"ab :=?_\r\n\x00\t\u2028\u00e4", "=0D", "=0A", "=?utf-8?q?", "=?utf-8?b?", "?=", "DQpCY2M6IHhAeS56", "Bcc: x@y.z"]
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -94,7 +102,7 @@ def test_imap_safety() -> None:
         assert not is_safe_for_imap(bad)
     assert not is_safe_for_imap("bidi\u202e", folder=True)
     assert safe_imap_atom("$MailvoiceDone") == "$MailvoiceDone"
-    for bad in ("two words", "(paren", "a\r\nb", "quo\"te", "", "wild*", "pct%", "ü"):
+    for bad in ("two words", "(paren", "a\r\nb", 'quo"te', "", "wild*", "pct%", "ü"):
         with pytest.raises(MailError, match="IMAP atom"):
             safe_imap_atom(bad)
 

@@ -19,8 +19,10 @@ pytestmark = pytest.mark.servers
 
 
 def msg(n: int, body: str = "hello") -> bytes:
-    return (f"From: caller{n}@example.org\r\nTo: me@example.org\r\nSubject: voicemail {n}\r\n"
-            f"Message-ID: <msg-{n}@example.org>\r\n\r\n{body} {n}\r\n").encode()
+    return (
+        f"From: caller{n}@example.org\r\nTo: me@example.org\r\nSubject: voicemail {n}\r\n"
+        f"Message-ID: <msg-{n}@example.org>\r\n\r\n{body} {n}\r\n"
+    ).encode()
 
 
 def num(raw: bytes) -> int:
@@ -36,9 +38,12 @@ def ids(items: list[SourceItem]) -> list[int]:
 def source(user: MailUser, store: MemoryCursorStore | None = None, **kw: object) -> ImapSource:
     since = kw.pop("since", None)
     max_bytes = kw.pop("max_message_bytes", None)
-    src = ImapSource(user.account(**kw), store if store is not None else MemoryCursorStore(),
-                     since=since,  # type: ignore[arg-type]
-                     **({"max_message_bytes": max_bytes} if max_bytes else {}))  # type: ignore[arg-type]
+    src = ImapSource(
+        user.account(**kw),
+        store if store is not None else MemoryCursorStore(),
+        since=since,  # type: ignore[arg-type]
+        **({"max_message_bytes": max_bytes} if max_bytes else {}),
+    )  # type: ignore[arg-type]
     src.connect()
     return src
 
@@ -81,8 +86,9 @@ def test_system_cas_reject_test_certificate_and_say_ca_file(mail_user: MailUser)
 
 
 def test_plaintext_only_for_loopback_with_explicit_opt_in(mail_user: MailUser) -> None:
-    remote = AccountSettings(name="r", host="mail.example.org", username="u", password_env="X", tls="none",
-                             allow_plaintext=True)
+    remote = AccountSettings(
+        name="r", host="mail.example.org", username="u", password_env="X", tls="none", allow_plaintext=True
+    )
     with pytest.raises(ConfigError, match="loopback"):
         ImapSource(remote, MemoryCursorStore())
     with pytest.raises(ConfigError, match="allow_plaintext"):

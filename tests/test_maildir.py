@@ -38,8 +38,7 @@ def put_old(folder: Path, n: int, *, sub: str = "cur", flags: str = "S", age: fl
 
 
 def open_source(folder: Path, store: MemoryCursorStore | None = None, **kw: object) -> MaildirSource:
-    src = MaildirSource(MaildirSettings(name="local", path=folder), store or MemoryCursorStore(),
-                        **kw)  # type: ignore[arg-type]
+    src = MaildirSource(MaildirSettings(name="local", path=folder), store or MemoryCursorStore(), **kw)  # type: ignore[arg-type]
     src.connect()
     return src
 
@@ -170,8 +169,9 @@ def test_maildir_and_imap_agree_on_done_through_dovecot(mail_user: MailUser) -> 
         mail_user.append(msg(2))
         one, _two = imap.fetch_new()
         imap.acknowledge(one.ref)  # Dovecot writes $MailvoiceDone into dovecot-keywords and the file name
-        maildir = MaildirSource(MaildirSettings(name="disk", path=folder), store,
-                                since=date.fromtimestamp(time.time() - 86400))
+        maildir = MaildirSource(
+            MaildirSettings(name="disk", path=folder), store, since=date.fromtimestamp(time.time() - 86400)
+        )
         maildir.connect()
         assert maildir.letter == "a"
         [two] = maildir.fetch_new()

@@ -30,8 +30,10 @@ from mailvoice.audio import encode_audio
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
-SCRIPT = ("Hello, this is Marcus from Northwind Logistics. I am calling about the delivery scheduled for tomorrow "
-          "morning. Please call me back when you get a chance.")
+SCRIPT = (
+    "Hello, this is Marcus from Northwind Logistics. I am calling about the delivery scheduled for tomorrow "
+    "morning. Please call me back when you get a chance."
+)
 KEY_WORDS = ("marcus", "northwind", "delivery", "tomorrow")
 
 
@@ -103,13 +105,33 @@ def bot(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer) -> Iterato
         cfg,
         {
             "general": {"data_dir": str(home)},
-            "smtp": {"host": smtp.host, "port": smtp.port, "tls": smtp.tls, "ca_file": str(smtp.ca_file),
-                     "username": smtp.username, "password_env": smtp.password_env, "sender": smtp.sender,
-                     "timeout": 10.0, "retry_base": 0.5, "retry_cap": 1.0},
+            "smtp": {
+                "host": smtp.host,
+                "port": smtp.port,
+                "tls": smtp.tls,
+                "ca_file": str(smtp.ca_file),
+                "username": smtp.username,
+                "password_env": smtp.password_env,
+                "sender": smtp.sender,
+                "timeout": 10.0,
+                "retry_base": 0.5,
+                "retry_cap": 1.0,
+            },
         },
-        [{"name": "work", "host": mail_user.host, "port": mail_user.imaps_port, "tls": "implicit",
-          "ca_file": str(mail_user.cafile), "username": mail_user.user, "password_env": mail_user.password_env,
-          "address": f"{mail_user.user}@example.org", "poll_interval": 300.0, "timeout": 10.0}],
+        [
+            {
+                "name": "work",
+                "host": mail_user.host,
+                "port": mail_user.imaps_port,
+                "tls": "implicit",
+                "ca_file": str(mail_user.cafile),
+                "username": mail_user.user,
+                "password_env": mail_user.password_env,
+                "address": f"{mail_user.user}@example.org",
+                "poll_interval": 300.0,
+                "timeout": 10.0,
+            }
+        ],
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVOICE_")}
     env[mail_user.password_env] = mail_user.password
@@ -249,15 +271,25 @@ def test_bad_input_is_quarantined_and_the_mailbox_goes_on(
     bot: Bot, mail_user: MailUser, smtp_server: SmtpServer
 ) -> None:
     baseline(bot)
-    broken = asterisk_mail(audio=b"RIFF\x24\x00\x00\x00WAVEfmt garbage that is no audio" * 3,
-                           msgid="<vm-broken@pbx.example.com>")
+    broken = asterisk_mail(
+        audio=b"RIFF\x24\x00\x00\x00WAVEfmt garbage that is no audio" * 3, msgid="<vm-broken@pbx.example.com>"
+    )
     injected_from = "=?utf-8?q?Mallory=0D=0ABcc:_evil@attacker.example?= <mallory@pbx.example.com>"
     injection = asterisk_mail(audio=voicemail_wav(), msgid="<vm-inject@pbx.example.com>").replace(
-        b"From: ", f"From: {injected_from}\r\nX-Old-From: ".encode(), 1)
-    bomb = message([("From", "x@example.com"), ("To", "y@example.com"), ("Subject", "deep"),
-                    ("Message-ID", "<bomb@example.com>"), ("Content-Type", 'multipart/mixed; boundary="b0"')],
-                   body=b"".join(f"--b{i}\r\nContent-Type: multipart/mixed; boundary=\"b{i + 1}\"\r\n\r\n".encode()
-                                 for i in range(3000)))
+        b"From: ", f"From: {injected_from}\r\nX-Old-From: ".encode(), 1
+    )
+    bomb = message(
+        [
+            ("From", "x@example.com"),
+            ("To", "y@example.com"),
+            ("Subject", "deep"),
+            ("Message-ID", "<bomb@example.com>"),
+            ("Content-Type", 'multipart/mixed; boundary="b0"'),
+        ],
+        body=b"".join(
+            f'--b{i}\r\nContent-Type: multipart/mixed; boundary="b{i + 1}"\r\n\r\n'.encode() for i in range(3000)
+        ),
+    )
     for raw in (broken, bomb, text_only_mail(), injection, voicemail("<vm-good@pbx.example.com>")):
         mail_user.append(raw)
     proc = bot.once()

@@ -92,8 +92,16 @@ def test_broken_charsets_and_encodings_never_crash() -> None:
 
 
 def test_null_sender_and_automated_flags() -> None:
-    raw = mc.entity([("Return-Path", "<>"), ("From", "MAILER-DAEMON@example.org"), ("To", "bob@example.com"),
-                     ("Subject", "Undelivered"), ("Auto-Submitted", "auto-replied")], "bounce\r\n")
+    raw = mc.entity(
+        [
+            ("Return-Path", "<>"),
+            ("From", "MAILER-DAEMON@example.org"),
+            ("To", "bob@example.com"),
+            ("Subject", "Undelivered"),
+            ("Auto-Submitted", "auto-replied"),
+        ],
+        "bounce\r\n",
+    )
     parsed = parse_message(raw)
     assert parsed.null_sender and parsed.is_automated
     bulk = parse_message(mc.entity([("From", "n@example.org"), ("Precedence", "bulk")], "x\r\n"))
@@ -102,8 +110,15 @@ def test_null_sender_and_automated_flags() -> None:
 
 
 def test_threading_headers() -> None:
-    raw = mc.entity([("From", "a@example.org"), ("Message-ID", " <Abc@Example.ORG> "),
-                     ("In-Reply-To", "<p1@x.org>"), ("References", "<p0@x.org>\r\n <p1@x.org>")], "x\r\n")
+    raw = mc.entity(
+        [
+            ("From", "a@example.org"),
+            ("Message-ID", " <Abc@Example.ORG> "),
+            ("In-Reply-To", "<p1@x.org>"),
+            ("References", "<p0@x.org>\r\n <p1@x.org>"),
+        ],
+        "x\r\n",
+    )
     parsed = parse_message(raw)
     assert parsed.message_id == "<Abc@Example.ORG>"
     assert parsed.message_id_normalized == "<Abc@example.org>"
@@ -172,8 +187,10 @@ def test_legitimate_nesting_within_limits() -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cut=st.integers(min_value=0, max_value=4000),
-       flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=12))
+@given(
+    cut=st.integers(min_value=0, max_value=4000),
+    flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=12),
+)
 def test_fuzzed_mail_never_crashes(cut: int, flips: list[tuple[int, int]]) -> None:
     raw = bytearray(mc.forwarded_mail()[: cut or None])
     for pos, value in flips:

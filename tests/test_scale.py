@@ -20,8 +20,9 @@ from test_mailloop_e2e import transcript_mails, voicemail
 pytestmark = [pytest.mark.scale, pytest.mark.servers, pytest.mark.slow]
 
 
-def _users(dovecot: DovecotServer, tls_cert: tuple[Path, Path], n: int,
-           monkeypatch: pytest.MonkeyPatch) -> list[MailUser]:
+def _users(
+    dovecot: DovecotServer, tls_cert: tuple[Path, Path], n: int, monkeypatch: pytest.MonkeyPatch
+) -> list[MailUser]:
     out = []
     for _ in range(n):
         name = f"s{secrets.token_hex(4)}"
@@ -44,8 +45,13 @@ def users(dovecot: DovecotServer, tls_cert: tuple[Path, Path], monkeypatch: pyte
 
 
 @pytest.fixture
-def cluster(services: None, tmp_path: Path, pg_fresh_url: str, users: list[MailUser],  # noqa: F811
-            smtp_server: SmtpServer) -> Iterator[Cluster]:
+def cluster(
+    services: None,
+    tmp_path: Path,
+    pg_fresh_url: str,  # noqa: F811
+    users: list[MailUser],
+    smtp_server: SmtpServer,
+) -> Iterator[Cluster]:
     c = make_cluster(tmp_path, pg_fresh_url, users, smtp_server)
     try:
         yield c
@@ -55,8 +61,9 @@ def cluster(services: None, tmp_path: Path, pg_fresh_url: str, users: list[MailU
 
 def _baselined(cluster: Cluster, n: int) -> None:
     """Every mailbox polled once (first contact sets the cursor: mail from now on is new)."""
-    cluster.wait_for(f"{n} mailbox cursors", lambda: cluster.query("SELECT count(*) FROM cursors")[0][0] == n,
-                     timeout=120)
+    cluster.wait_for(
+        f"{n} mailbox cursors", lambda: cluster.query("SELECT count(*) FROM cursors")[0][0] == n, timeout=120
+    )
 
 
 def test_two_workers_deliver_each_voicemail_once_one_session_per_mailbox(

@@ -14,8 +14,10 @@ from mailvoice.config import SmtpSettings
 from mailvoice.errors import ConfigError, DeliveryError
 from mailvoice.mail.smtp import deliver_to_maildir, send
 
-RAW = (b"From: bot@example.org\r\nTo: owner@example.org\r\nSubject: transcript\r\n"
-       b"Message-ID: <t1@example.org>\r\n\r\n" + b"line of text\r\n" * 2000)
+RAW = (
+    b"From: bot@example.org\r\nTo: owner@example.org\r\nSubject: transcript\r\n"
+    b"Message-ID: <t1@example.org>\r\n\r\n" + b"line of text\r\n" * 2000
+)
 
 
 @pytest.mark.servers
@@ -43,8 +45,9 @@ async def test_implicit_tls_delivery(tls_cert: tuple[Path, Path], monkeypatch: p
 
 @pytest.mark.servers
 @pytest.mark.parametrize(("mode", "permanent", "code"), [("tempfail", False, 451), ("permfail", True, 554)])
-async def test_4xx_is_transient_and_5xx_permanent(smtp_server: SmtpServer, mode: str, permanent: bool,
-                                                  code: int) -> None:
+async def test_4xx_is_transient_and_5xx_permanent(
+    smtp_server: SmtpServer, mode: str, permanent: bool, code: int
+) -> None:
     smtp_server.handler.mode = mode  # type: ignore[assignment]
     with pytest.raises(DeliveryError) as err:
         await send(RAW, "bot@example.org", ["owner@example.org"], smtp_server.settings())
@@ -90,8 +93,9 @@ async def test_untrusted_certificate_names_ca_file(smtp_server: SmtpServer) -> N
 
 
 @pytest.mark.servers
-async def test_wrong_password_is_not_permanent_and_not_echoed(smtp_server: SmtpServer,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_wrong_password_is_not_permanent_and_not_echoed(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MAILVOICE_TEST_SMTP_PASSWORD", "wrong-secret-77")
     with pytest.raises(DeliveryError, match="MAILVOICE_TEST_SMTP_PASSWORD") as err:
         await send(RAW, "bot@example.org", ["owner@example.org"], smtp_server.settings())
@@ -124,8 +128,12 @@ async def test_plaintext_only_on_loopback_with_opt_in(plain_smtp_server: SmtpSer
     with pytest.raises(ConfigError, match="allow_plaintext"):
         await send(RAW, "bot@example.org", ["owner@example.org"], settings)
     with pytest.raises(ConfigError, match="loopback"):
-        await send(RAW, "bot@example.org", ["owner@example.org"],
-                   dataclasses.replace(settings, host="smtp.example.org", allow_plaintext=True))
+        await send(
+            RAW,
+            "bot@example.org",
+            ["owner@example.org"],
+            dataclasses.replace(settings, host="smtp.example.org", allow_plaintext=True),
+        )
     await send(RAW, "bot@example.org", ["owner@example.org"], dataclasses.replace(settings, allow_plaintext=True))
     assert [m.raw for m in plain_smtp_server.messages] == [RAW]
 

@@ -15,30 +15,33 @@ from mailvoice.spoken.normalize import normalize
 from mailvoice.spoken.numbers import cardinal, ordinal, year
 
 
-@pytest.mark.parametrize(("written", "spoken"), [
-    ("Meet at 3:30 PM.", "Meet at three thirty PM."),
-    ("Due 2026-11-25.", "Due November twenty-fifth, twenty twenty-six."),
-    ("It costs $12.50 today.", "It costs twelve dollars and fifty cents today."),
-    ("Only $1 left", "Only one dollar left"),
-    ("Pay €1,200 now", "Pay one thousand two hundred euros now"),
-    ("Raised $5M.", "Raised five million dollars."),
-    ("A fee of USD 100", "A fee of one hundred dollars"),
-    ("Dr. Smith, e.g. today", "Doctor Smith, for example, today"),
-    ("pens, paper, etc. and more", "pens, paper, et cetera and more"),
-    ("up 12.5% in 2025", "up twelve point five percent in twenty twenty-five"),
-    ("the 21st floor", "the twenty-first floor"),
-    ("Call 555-123-4567.", "Call five five five, one two three, four five six seven."),
-    ("See you Mon, Nov 24 at 10am.", "See you Monday, November twenty-fourth at ten AM."),
-    ("At 15:00 or 09:05", "At three PM or nine oh five AM"),
-    ("at 2 a.m. Then", "at two AM. Then"),
-    ("3-5 days", "three to five days"),
-    ("Order No. 4471", "Order number four thousand four hundred seventy-one"),
-    ("code 007 and 4839201", "code zero zero seven and four eight three nine two zero one"),
-    ("gate B22", "gate B twenty-two"),
-    ("ref 7XQ4PL2ZK9M3TR", "ref a reference code"),
-    ("on 25 November 2026", "on twenty-fifth of November, twenty twenty-six"),
-    ("Tom & Jerry", "Tom and Jerry"),
-])
+@pytest.mark.parametrize(
+    ("written", "spoken"),
+    [
+        ("Meet at 3:30 PM.", "Meet at three thirty PM."),
+        ("Due 2026-11-25.", "Due November twenty-fifth, twenty twenty-six."),
+        ("It costs $12.50 today.", "It costs twelve dollars and fifty cents today."),
+        ("Only $1 left", "Only one dollar left"),
+        ("Pay €1,200 now", "Pay one thousand two hundred euros now"),
+        ("Raised $5M.", "Raised five million dollars."),
+        ("A fee of USD 100", "A fee of one hundred dollars"),
+        ("Dr. Smith, e.g. today", "Doctor Smith, for example, today"),
+        ("pens, paper, etc. and more", "pens, paper, et cetera and more"),
+        ("up 12.5% in 2025", "up twelve point five percent in twenty twenty-five"),
+        ("the 21st floor", "the twenty-first floor"),
+        ("Call 555-123-4567.", "Call five five five, one two three, four five six seven."),
+        ("See you Mon, Nov 24 at 10am.", "See you Monday, November twenty-fourth at ten AM."),
+        ("At 15:00 or 09:05", "At three PM or nine oh five AM"),
+        ("at 2 a.m. Then", "at two AM. Then"),
+        ("3-5 days", "three to five days"),
+        ("Order No. 4471", "Order number four thousand four hundred seventy-one"),
+        ("code 007 and 4839201", "code zero zero seven and four eight three nine two zero one"),
+        ("gate B22", "gate B twenty-two"),
+        ("ref 7XQ4PL2ZK9M3TR", "ref a reference code"),
+        ("on 25 November 2026", "on twenty-fifth of November, twenty twenty-six"),
+        ("Tom & Jerry", "Tom and Jerry"),
+    ],
+)
 def test_normalize(written: str, spoken: str) -> None:
     assert normalize(written) == spoken
 

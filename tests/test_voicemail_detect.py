@@ -70,17 +70,25 @@ def test_mislabelled_audio_is_returned_flagged() -> None:
     assert parts[0].data.startswith(b"#EXTM3U")
 
 
-@pytest.mark.parametrize("build", [mc.text_only_mail, mc.html_hidden_mail, mc.google_voice_mail],
-                         ids=["text", "html", "google-voice-link-only"])
+@pytest.mark.parametrize(
+    "build",
+    [mc.text_only_mail, mc.html_hidden_mail, mc.google_voice_mail],
+    ids=["text", "html", "google-voice-link-only"],
+)
 def test_mail_without_recordings(build: object) -> None:
     assert find_audio_parts(parse_message(build())) == []  # type: ignore[operator]
 
 
 def test_video_container_only_with_audio_bytes() -> None:
     webm = b"\x1a\x45\xdf\xa3" + b"\x00" * 40
-    raw = mc.message([("From", "gw@example.net")],
-                     [mc.text_part("x"), mc.audio_part(webm, "video/webm", "clip"),
-                      mc.audio_part(b"\x00" * 64, "video/mp4", "holiday")])
+    raw = mc.message(
+        [("From", "gw@example.net")],
+        [
+            mc.text_part("x"),
+            mc.audio_part(webm, "video/webm", "clip"),
+            mc.audio_part(b"\x00" * 64, "video/mp4", "holiday"),
+        ],
+    )
     parts = find_audio_parts(parse_message(raw))
     assert [(p.filename, p.sniffed) for p in parts] == [("clip", "webm")]
 
@@ -140,10 +148,14 @@ def test_message_id_hash_normalises_and_falls_back_to_raw() -> None:
 
 def test_raw_utf8_and_rfc2047_filenames_are_decoded() -> None:
     wav = mc.b64lines(mc.tiny_wav(0.05)).encode()
-    raw = (b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-           b'--b\r\nContent-Type: audio/wav; name="Anruf J\xc3\xb6rg.wav"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
-           + wav + b"\r\n--b\r\nContent-Type: audio/wav\r\nContent-Transfer-Encoding: base64\r\n"
-           b'Content-Disposition: attachment; filename="=?utf-8?q?Nachricht_f=C3=BCr_dich.wav?="\r\n\r\n'
-           + wav + b"\r\n--b--\r\n")
+    raw = (
+        b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b'--b\r\nContent-Type: audio/wav; name="Anruf J\xc3\xb6rg.wav"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + wav
+        + b"\r\n--b\r\nContent-Type: audio/wav\r\nContent-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="=?utf-8?q?Nachricht_f=C3=BCr_dich.wav?="\r\n\r\n'
+        + wav
+        + b"\r\n--b--\r\n"
+    )
     parts = find_audio_parts(parse_message(raw))
     assert [p.filename for p in parts] == ["Anruf Jörg.wav", "Nachricht für dich.wav"]

@@ -32,8 +32,11 @@ SPOKEN = "Hello Alice, the garden plan looks great. Let us meet on Friday mornin
 
 def _settings(tmp_path: Path, smtp: SmtpServer, user: MailUser) -> Settings:
     account = user.account(name="home", address=f"{user.user}@example.org")
-    return Settings(general=GeneralSettings(data_dir=tmp_path / "data", key_file=tmp_path / "keys.json"),
-                    smtp=smtp.settings(), accounts=(account,))
+    return Settings(
+        general=GeneralSettings(data_dir=tmp_path / "data", key_file=tmp_path / "keys.json"),
+        smtp=smtp.settings(),
+        accounts=(account,),
+    )
 
 
 def _store(settings: Settings) -> Store:
@@ -90,12 +93,29 @@ def test_reply_fields_thread_and_refuse_summaries() -> None:
     from mailvoice.voicesend import reply_draft_fields
 
     def stored(kind: Any, **content: Any) -> Message:
-        return Message(id="abc", kind=kind, account="home", created_at=utcnow(), state="stored", duration=None,
-                       language=None, content=MessageContent(**content), audio=None, audio_size=None, key_id="k")
+        return Message(
+            id="abc",
+            kind=kind,
+            account="home",
+            created_at=utcnow(),
+            state="stored",
+            duration=None,
+            language=None,
+            content=MessageContent(**content),
+            audio=None,
+            audio_size=None,
+            key_id="k",
+        )
 
-    to, subject, irt, refs = reply_draft_fields(stored(
-        "text", sender="Alice <alice@example.com>", subject="Garden", message_id="<m2@example.com>",
-        references=("<m0@example.com>", "<m1@example.com>")))
+    to, subject, irt, refs = reply_draft_fields(
+        stored(
+            "text",
+            sender="Alice <alice@example.com>",
+            subject="Garden",
+            message_id="<m2@example.com>",
+            references=("<m0@example.com>", "<m1@example.com>"),
+        )
+    )
     assert (to, subject, irt) == (("alice@example.com",), "Re: Garden", "<m2@example.com>")
     assert refs == ("<m0@example.com>", "<m1@example.com>", "<m2@example.com>")
     assert reply_draft_fields(stored("text", sender="a@example.com", subject="RE: x"))[1] == "RE: x"
@@ -123,7 +143,8 @@ def _importable(name: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.servers
 def test_voice_reply_arrives_threaded_with_transcript_and_playable_opus(
-        tmp_path: Path, smtp_server: SmtpServer, mail_user: MailUser, spoken_wav: bytes) -> None:
+    tmp_path: Path, smtp_server: SmtpServer, mail_user: MailUser, spoken_wav: bytes
+) -> None:
     from speech import wer, whisper_engine
 
     from mailvoice.audio import decode_audio
@@ -131,9 +152,17 @@ def test_voice_reply_arrives_threaded_with_transcript_and_playable_opus(
 
     settings = _settings(tmp_path, smtp_server, mail_user)
     with _store(settings) as store:
-        original = NewMessage(kind="text", account="home", content=MessageContent(
-            text="Here are the garden plans.", subject="Garden plans", sender="Alice <alice@example.com>",
-            message_id="<orig-1@example.com>", references=("<root@example.com>",)))
+        original = NewMessage(
+            kind="text",
+            account="home",
+            content=MessageContent(
+                text="Here are the garden plans.",
+                subject="Garden plans",
+                sender="Alice <alice@example.com>",
+                message_id="<orig-1@example.com>",
+                references=("<root@example.com>",),
+            ),
+        )
         store.record(messages=(original,))
         to, subject, irt, refs = reply_draft_fields(store.get_message(original.id))
         rec = transcribe_recording(settings, spoken_wav, "reply.wav", asr=whisper_engine())
@@ -171,8 +200,9 @@ def test_voice_reply_arrives_threaded_with_transcript_and_playable_opus(
 
 @pytest.mark.slow
 @pytest.mark.servers
-def test_cli_send_with_audio_file(tmp_path: Path, smtp_server: SmtpServer, mail_user: MailUser,
-                                  spoken_wav: bytes) -> None:
+def test_cli_send_with_audio_file(
+    tmp_path: Path, smtp_server: SmtpServer, mail_user: MailUser, spoken_wav: bytes
+) -> None:
     """The real CLI in a subprocess: `mailvoice send --to ... --audio F --yes`, MP3 configured for compatibility."""
     settings = _settings(tmp_path, smtp_server, mail_user)
     create_keyring(settings.general.resolved_key_file())  # what `mailvoice init` does
@@ -187,11 +217,30 @@ def test_cli_send_with_audio_file(tmp_path: Path, smtp_server: SmtpServer, mail_
         f'password_env = "{smtp.password_env}"\nca_file = "{smtp.ca_file}"\n'
         f'[[accounts]]\nname = "home"\nhost = "{acc.host}"\nport = {acc.port}\nusername = "{acc.username}"\n'
         f'password_env = "{acc.password_env}"\nca_file = "{acc.ca_file}"\naddress = "{acc.address}"\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVOICE_") or "TEST" in k}
-    proc = subprocess.run([sys.executable, "-m", "mailvoice", "--config", str(config), "send", "--to",
-                           "Bob <bob@example.com>", "--cc", "carol@example.com", "--audio", str(audio), "--yes"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mailvoice",
+            "--config",
+            str(config),
+            "send",
+            "--to",
+            "Bob <bob@example.com>",
+            "--cc",
+            "carol@example.com",
+            "--audio",
+            str(audio),
+            "--yes",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Transcript" in proc.stderr and "garden" in proc.stderr.lower()
     got = smtp_server.messages[0]

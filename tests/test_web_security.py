@@ -23,15 +23,18 @@ from mailvoice.web.security import AudioRate, Limits, allowed_origins, normalise
 GOOD = ["mailvoice.v1", f"token.{TOKEN}"]
 
 
-@pytest.mark.parametrize(("raw", "norm"), [
-    ("https://Mail.Example.org", "https://mail.example.org"),
-    ("https://mail.example.org:443", "https://mail.example.org"),
-    ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
-    ("null", ""),
-    ("file://", ""),
-    ("https://x.org/path", ""),
-    ("javascript:alert(1)", ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [
+        ("https://Mail.Example.org", "https://mail.example.org"),
+        ("https://mail.example.org:443", "https://mail.example.org"),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("null", ""),
+        ("file://", ""),
+        ("https://x.org/path", ""),
+        ("javascript:alert(1)", ""),
+    ],
+)
 def test_normalise_origin(raw: str, norm: str) -> None:
     assert normalise_origin(raw) == norm
 

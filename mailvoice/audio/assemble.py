@@ -48,9 +48,7 @@ def _samples(seg: Any) -> npt.NDArray[np.float32]:
     return (np.frombuffer(seg.raw_data, dtype="<i2").astype(np.float32) / 32768.0).astype(np.float32)
 
 
-def assemble(
-    chunks: Iterable[SpeechChunk], *, gain_db: float = 0.0, sample_rate: int | None = None
-) -> AudioClip:
+def assemble(chunks: Iterable[SpeechChunk], *, gain_db: float = 0.0, sample_rate: int | None = None) -> AudioClip:
     """One clip from sentences and their pauses, at sample_rate (default: the first chunk's), gain applied."""
     pydub = _pydub()
     parts: list[bytes] = []

@@ -98,8 +98,9 @@ def decode_audio(
         )
     container = CONTAINERS[kind]
     try:
-        with av.open(io.BytesIO(data), mode="r", format=container.demuxer, options=dict(_OPEN_OPTIONS),
-                     metadata_errors="replace") as demuxed:
+        with av.open(
+            io.BytesIO(data), mode="r", format=container.demuxer, options=dict(_OPEN_OPTIONS), metadata_errors="replace"
+        ) as demuxed:
             samples = _decode_container(demuxed, data, container, limits, sample_rate)
     except AudioError:
         raise
@@ -215,9 +216,9 @@ def _riff_declared_seconds(data: bytes) -> float:
         return 0.0
     offset, byte_rate = 12, 0
     while offset + 8 <= min(len(data), 1 << 20):
-        chunk, size = data[offset:offset + 4], int.from_bytes(data[offset + 4:offset + 8], "little")
+        chunk, size = data[offset : offset + 4], int.from_bytes(data[offset + 4 : offset + 8], "little")
         if chunk == b"fmt " and size >= 16 and offset + 20 <= len(data):
-            byte_rate = int.from_bytes(data[offset + 16:offset + 20], "little")
+            byte_rate = int.from_bytes(data[offset + 16 : offset + 20], "little")
         elif chunk == b"data":
             unknown = size in (0, 0xFFFFFFFF)  # streaming writers leave the size open
             return 0.0 if unknown or byte_rate <= 0 else size / byte_rate

@@ -59,8 +59,9 @@ def encode_audio(clip: AudioClip, fmt: str = "ogg", *, bitrate: int | None = Non
     if kind == "wav":
         return _wav(samples, clip.sample_rate)
     if kind == "ogg":
-        data = _lossy(samples, clip.sample_rate, "ogg", "libopus", 48000, bitrate or OPUS_BITRATE,
-                      {"application": "voip"})
+        data = _lossy(
+            samples, clip.sample_rate, "ogg", "libopus", 48000, bitrate or OPUS_BITRATE, {"application": "voip"}
+        )
     else:
         rate = clip.sample_rate if clip.sample_rate in _MP3_RATES else 24000
         data = _lossy(samples, clip.sample_rate, "mp3", "libmp3lame", rate, bitrate or MP3_BITRATE, {})
@@ -83,7 +84,12 @@ def _wav(samples: npt.NDArray[np.float32], rate: int) -> bytes:
 
 
 def _lossy(
-    samples: npt.NDArray[np.float32], in_rate: int, muxer: str, codec: str, out_rate: int, bitrate: int,
+    samples: npt.NDArray[np.float32],
+    in_rate: int,
+    muxer: str,
+    codec: str,
+    out_rate: int,
+    bitrate: int,
     options: dict[str, str],
 ) -> bytes:
     """Encode through PyAV; the codec context resamples and re-frames what it is given."""
@@ -98,7 +104,7 @@ def _lossy(
             stream.codec_context.layout = "mono"
             stream.codec_context.bit_rate = bitrate
             for start in range(0, len(samples), _CHUNK):
-                frame = av.AudioFrame.from_ndarray(samples[None, start:start + _CHUNK], format="flt", layout="mono")
+                frame = av.AudioFrame.from_ndarray(samples[None, start : start + _CHUNK], format="flt", layout="mono")
                 frame.sample_rate = in_rate
                 out.mux(stream.encode(frame))
             out.mux(stream.encode(None))

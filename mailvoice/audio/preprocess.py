@@ -47,12 +47,12 @@ def _zero_state(x: ComplexArray, p: complex) -> ComplexArray:
     n = len(x)
     k = np.arange(min(n, block))
     if n <= block:
-        return np.cumsum(x * p ** -k) * p ** k  # type: ignore[no-any-return]
+        return np.cumsum(x * p**-k) * p**k  # type: ignore[no-any-return]
     nb = -(-n // block)
     padded = np.zeros(nb * block, dtype=np.complex128)
     padded[:n] = x
-    z = np.cumsum(padded.reshape(nb, block) * p ** -k, axis=1) * p ** k
-    ends = _zero_state(z[:, -1].copy(), p ** block)  # the recursion across blocks is one-pole too
+    z = np.cumsum(padded.reshape(nb, block) * p**-k, axis=1) * p**k
+    ends = _zero_state(z[:, -1].copy(), p**block)  # the recursion across blocks is one-pole too
     carry = np.concatenate(([0j], ends[:-1]))
     z += carry[:, None] * p ** (k + 1)
     result: ComplexArray = z.reshape(-1)[:n]
@@ -66,11 +66,11 @@ def _one_pole(x: npt.NDArray[np.float64], p: complex) -> ComplexArray:
     out = np.empty(len(x), dtype=np.complex128)
     state = 0j
     for start in range(0, len(x), _CHUNK):
-        seg = _zero_state(x[start:start + _CHUNK].astype(np.complex128), p)
+        seg = _zero_state(x[start : start + _CHUNK].astype(np.complex128), p)
         if state:  # the state decays as p**n; past 1e-12 of it nothing is left to add
             reach = min(len(seg), int(math.log(1e-12) / math.log(max(abs(p), 1e-300))) + 1)
             seg[:reach] += state * p ** np.arange(1, reach + 1)
-        out[start:start + len(seg)] = seg
+        out[start : start + len(seg)] = seg
         state = complex(seg[-1])
     return out
 
@@ -111,7 +111,7 @@ def normalize(samples: FloatArray, sample_rate: int, target_dbfs: float) -> Floa
     count = len(samples) // frame
     if count == 0:
         return samples
-    x = samples[:count * frame].astype(np.float64).reshape(count, frame)
+    x = samples[: count * frame].astype(np.float64).reshape(count, frame)
     energy = np.mean(x * x, axis=1)
     levels = 10.0 * np.log10(energy + 1e-20)
     floor = max(SILENCE_DBFS, float(np.percentile(levels, 95)) - ACTIVE_RANGE_DB)

@@ -30,8 +30,9 @@ _PCM = frozenset({"pcm_u8", "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", 
 CONTAINERS: dict[str, Container] = {
     c.name: c
     for c in (
-        Container("wav", "wav",
-                  _PCM | {"pcm_mulaw", "pcm_alaw", "gsm_ms", "adpcm_ima_wav", "adpcm_ms", "g722", "mp3"}, True),
+        Container(
+            "wav", "wav", _PCM | {"pcm_mulaw", "pcm_alaw", "gsm_ms", "adpcm_ima_wav", "adpcm_ms", "g722", "mp3"}, True
+        ),
         Container("mp3", "mp3", frozenset({"mp3"}), False),
         Container("ogg", "ogg", frozenset({"opus", "vorbis", "flac"}), True),
         Container("mp4", "mov", frozenset({"aac", "amr_nb", "amr_wb", "mp3", "alac", "opus", "flac"}), True),
@@ -44,10 +45,29 @@ CONTAINERS: dict[str, Container] = {
 }
 """The allowlist, keyed by the name sniff_format returns."""
 
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".wave", ".mp3", ".ogg", ".oga", ".opus", ".spx", ".m4a", ".mp4", ".aac", ".amr", ".awb", ".3gp",
-    ".3ga", ".flac", ".webm", ".weba", ".mka", ".gsm",
-})
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav",
+        ".wave",
+        ".mp3",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".spx",
+        ".m4a",
+        ".mp4",
+        ".aac",
+        ".amr",
+        ".awb",
+        ".3gp",
+        ".3ga",
+        ".flac",
+        ".webm",
+        ".weba",
+        ".mka",
+        ".gsm",
+    }
+)
 """File name endings that mark an attachment as (claimed) audio, whatever its MIME type."""
 
 _AUDIO_ONLY = frozenset({"wav", "mp3", "ogg", "adts", "amr", "flac"})
@@ -81,7 +101,7 @@ def _after_id3(data: bytes) -> str | None:
         return "mp3"
     while offset < end and data[offset] == 0:  # encoders pad between the tag and the first frame
         offset += 1
-    rest = data[offset:offset + 8]
+    rest = data[offset : offset + 8]
     if rest.startswith(b"fLaC"):
         return "flac"
     if _adts(rest):
@@ -109,7 +129,7 @@ def sniff_format(data: bytes) -> str | None:
     if len(head) >= 12 and head[4:8] in _QUICKTIME_ATOMS and int.from_bytes(head[:4], "big") >= 8:
         return "mp4"
     if head.startswith(b"ID3"):
-        return _after_id3(bytes(data[:1 << 20]))
+        return _after_id3(bytes(data[: 1 << 20]))
     if _adts(head):
         return "adts"
     if _mpeg_audio_layer3(head):

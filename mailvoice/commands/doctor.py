@@ -29,8 +29,12 @@ def _interpreter() -> Check:
     if problems:
         # Not fatal: every header mailvoice writes goes through clean_header_text and addresses are parsed by our
         # own strict code, so these interpreter bugs cannot be reached. Upgrading Python is still advised.
-        return Check("interpreter", True, f"Python {version} lacks fixes, hardened around them by mailvoice "
-                     "(upgrade Python when you can): " + "; ".join(problems))
+        return Check(
+            "interpreter",
+            True,
+            f"Python {version} lacks fixes, hardened around them by mailvoice "
+            "(upgrade Python when you can): " + "; ".join(problems),
+        )
     return Check("interpreter", True, f"Python {version}, email security fixes present")
 
 
@@ -81,8 +85,11 @@ def _tcp_tls(name: str, host: str, port: int, tls: str, cafile: str | None, time
                     return Check(name, True, f"{host}:{port} reachable, TLS {tsock.version()} verified")
             return Check(name, True, f"{host}:{port} reachable ({tls}; certificate checked at login)")
     except ssl.SSLError as exc:
-        return Check(name, False, f"{host}:{port}: TLS verification failed ({exc.reason}); set ca_file if the "
-                                  "server uses a private CA")
+        return Check(
+            name,
+            False,
+            f"{host}:{port}: TLS verification failed ({exc.reason}); set ca_file if the server uses a private CA",
+        )
     except OSError as exc:
         return Check(name, False, f"{host}:{port} unreachable ({exc}); check host and port")
 
@@ -119,13 +126,25 @@ def _postgres(settings: Settings) -> list[Check]:
             version = conn.execute(text("SHOW server_version")).scalar()
             at = current(conn)
     except Exception as exc:
-        return [Check("postgresql", False, f"{_redact(url)} unreachable ({exc.__class__.__name__}: {exc}); check "
-                                           "host, port, database and PGPASSWORD / ~/.pgpass")]
+        return [
+            Check(
+                "postgresql",
+                False,
+                f"{_redact(url)} unreachable ({exc.__class__.__name__}: {exc}); check "
+                "host, port, database and PGPASSWORD / ~/.pgpass",
+            )
+        ]
     finally:
         engine.dispose()
     if at != HEAD:
-        return [Check("postgresql", False, f"PostgreSQL {version}: schema at {at or 'nothing'}, expected {HEAD}: "
-                                           "run `python -m mailvoice.store.migrations URL` (or start a worker)")]
+        return [
+            Check(
+                "postgresql",
+                False,
+                f"PostgreSQL {version}: schema at {at or 'nothing'}, expected {HEAD}: "
+                "run `python -m mailvoice.store.migrations URL` (or start a worker)",
+            )
+        ]
     return [Check("postgresql", True, f"PostgreSQL {version}, schema {HEAD}")]
 
 
@@ -144,10 +163,21 @@ def _broker(settings: Settings) -> list[Check]:
             conn.ensure_connection(max_retries=1)
             transport = conn.transport_cls
     except Exception as exc:
-        return [Check("queue broker", False, f"{shown} unreachable or login refused ({exc}); check "
-                                             "queue.broker_url and queue.password_env")]
-    return [Check("queue broker", True, f"{shown} reachable ({transport}), queues {settings.queue.mail_queue}, "
-                                        f"{settings.queue.asr_queue}, {settings.queue.tts_queue}")]
+        return [
+            Check(
+                "queue broker",
+                False,
+                f"{shown} unreachable or login refused ({exc}); check queue.broker_url and queue.password_env",
+            )
+        ]
+    return [
+        Check(
+            "queue broker",
+            True,
+            f"{shown} reachable ({transport}), queues {settings.queue.mail_queue}, "
+            f"{settings.queue.asr_queue}, {settings.queue.tts_queue}",
+        )
+    ]
 
 
 def _guard(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:

@@ -16,9 +16,17 @@ if TYPE_CHECKING:
 def _message_json(m: Message, *, full: bool) -> dict[str, Any]:
     c = m.content
     doc: dict[str, Any] = {
-        "id": m.id, "kind": m.kind, "account": m.account, "created_at": m.created_at.isoformat(),
-        "state": m.state, "duration": m.duration, "language": m.language, "caller": c.caller,
-        "subject": c.subject, "from": c.sender, "text": c.text,
+        "id": m.id,
+        "kind": m.kind,
+        "account": m.account,
+        "created_at": m.created_at.isoformat(),
+        "state": m.state,
+        "duration": m.duration,
+        "language": m.language,
+        "caller": c.caller,
+        "subject": c.subject,
+        "from": c.sender,
+        "text": c.text,
     }
     if full:
         doc["source"] = c.source
@@ -52,8 +60,9 @@ def _list(args: argparse.Namespace) -> int:
         if m.duration:
             who += f" ({format_duration(m.duration)})"
         text = m.content.text if m.kind != "text" else f"{m.content.subject}"
-        table.add_row(m.id[:12], m.kind, m.created_at.strftime("%Y-%m-%d %H:%M"), escape(who),
-                      escape(text or "(no speech)"))
+        table.add_row(
+            m.id[:12], m.kind, m.created_at.strftime("%Y-%m-%d %H:%M"), escape(who), escape(text or "(no speech)")
+        )
     from rich.console import Console
 
     Console().print(table)
@@ -70,8 +79,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return 0
-    for key in ("id", "kind", "account", "created_at", "caller", "from", "subject", "duration", "language",
-                "source"):
+    for key in ("id", "kind", "account", "created_at", "caller", "from", "subject", "duration", "language", "source"):
         if doc.get(key):
             print(f"{key}: {doc[key]}")
     print()
@@ -90,9 +98,21 @@ def _quarantine(args: argparse.Namespace) -> int:
             rows = store.list_quarantine(None if args.all else "open", limit=1000)
             if args.json:
                 for q in rows:
-                    print(json.dumps({"id": q.id, "account": q.account, "folder": q.folder, "uid": q.uid,
-                                      "key": q.key, "state": q.state, "reason": q.reason,
-                                      "created_at": q.created_at.isoformat(), "attempts": q.attempts}))
+                    print(
+                        json.dumps(
+                            {
+                                "id": q.id,
+                                "account": q.account,
+                                "folder": q.folder,
+                                "uid": q.uid,
+                                "key": q.key,
+                                "state": q.state,
+                                "reason": q.reason,
+                                "created_at": q.created_at.isoformat(),
+                                "attempts": q.attempts,
+                            }
+                        )
+                    )
                 return 0
             table = Table(title=f"{len(rows)} quarantined item(s)")
             for col in ("id", "state", "source", "reason"):

@@ -46,9 +46,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.once:
             stats = asyncio.run(runner.run_once())
-            console.info(f"voicemails transcribed: {stats.delivered}, text mails: {stats.text}, "
-                         f"already done: {stats.duplicate}, quarantined: {stats.quarantined}, "
-                         f"errors: {stats.errors}")
+            console.info(
+                f"voicemails transcribed: {stats.delivered}, text mails: {stats.text}, "
+                f"already done: {stats.duplicate}, quarantined: {stats.quarantined}, "
+                f"errors: {stats.errors}"
+            )
             return 1 if stats.errors else 0
         asyncio.run(_daemon(runner))
         return 0

@@ -72,8 +72,14 @@ def run(args: argparse.Namespace) -> int:
         data, name = _audio(args)
         with err_console().status("transcribing", spinner="dots"):
             recording = transcribe_recording(settings, data, name)
-        draft = VoiceDraft(to=to, cc=cc, subject=subject_for(subject, recording.transcript), recording=recording,
-                           in_reply_to=in_reply_to, references=references)
+        draft = VoiceDraft(
+            to=to,
+            cc=cc,
+            subject=subject_for(subject, recording.transcript),
+            recording=recording,
+            in_reply_to=in_reply_to,
+            references=references,
+        )
         head = f"To: {', '.join(to)}" + (f"\nCc: {', '.join(cc)}" if cc else "") + f"\nSubject: {draft.subject}"
         if not _confirm(args, head, recording.transcript.text):
             console.info("not sent")

@@ -38,11 +38,22 @@ def run(args: argparse.Namespace) -> int:
     log.info("allowed WebSocket origins: %s", ", ".join(sorted(origins)))
     from mailvoice.feed import feed_path, feed_token
 
-    err_console().print(f"podcast feed of spoken summaries: http://{shown}:{args.port}{feed_path(feed_token(settings))}"
-                        " (keep this address secret; delete <data_dir>/feed-token to revoke it)")
-    config = uvicorn.Config(app, host=args.host, port=args.port, ws="websockets-sansio", ws_max_size=300_000,
-                            ws_per_message_deflate=False, log_level="warning", lifespan="off",
-                            proxy_headers=False, server_header=False)
+    err_console().print(
+        f"podcast feed of spoken summaries: http://{shown}:{args.port}{feed_path(feed_token(settings))}"
+        " (keep this address secret; delete <data_dir>/feed-token to revoke it)"
+    )
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        ws="websockets-sansio",
+        ws_max_size=300_000,
+        ws_per_message_deflate=False,
+        log_level="warning",
+        lifespan="off",
+        proxy_headers=False,
+        server_header=False,
+    )
     try:
         uvicorn.Server(config).run()
     finally:

@@ -87,8 +87,10 @@ def _rotate(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     key_file = settings.general.resolved_key_file()
     if not key_file.exists():
-        raise KeyFileError(f"key file {key_file} does not exist; keys given by MAILVOICE_KEY are rotated by "
-                           "setting a new value first in the list (new,old) and running `mailvoice keys rotate`")
+        raise KeyFileError(
+            f"key file {key_file} does not exist; keys given by MAILVOICE_KEY are rotated by "
+            "setting a new value first in the list (new,old) and running `mailvoice keys rotate`"
+        )
     load_keyring(key_file)
     store = open_store(settings)
     try:

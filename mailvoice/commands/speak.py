@@ -99,8 +99,13 @@ def run(args: argparse.Namespace) -> int:
     from mailvoice.audio import assemble, encode_audio
     from mailvoice.engines import load_tts
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console(), transient=True,
-                  disable=not err_console().is_terminal) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=err_console(),
+        transient=True,
+        disable=not err_console().is_terminal,
+    ) as progress:
         task = progress.add_task("loading voice")
         tts = load_tts(settings.tts, settings.general)
         chunks = []

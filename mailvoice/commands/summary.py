@@ -40,8 +40,13 @@ def run(args: argparse.Namespace) -> int:
 
     store = open_store(settings)
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console(), transient=True,
-                      disable=not err_console().is_terminal) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            console=err_console(),
+            transient=True,
+            disable=not err_console().is_terminal,
+        ) as progress:
             task = progress.add_task("loading voice")
             tts = load_tts(settings.tts, settings.general)
             progress.update(task, description="speaking the summary")
@@ -58,13 +63,16 @@ def run(args: argparse.Namespace) -> int:
             stats = asyncio.run(Outbox(settings, store).flush())
             row = store.get_outgoing(mail.id)
             if row.state != "sent":
-                console.warn(f"summary queued, not sent yet ({row.last_error or row.state}); "
-                             "`mailvoice run` retries it")
+                console.warn(
+                    f"summary queued, not sent yet ({row.last_error or row.state}); `mailvoice run` retries it"
+                )
                 return 1
             console.info(f"summary mailed to {', '.join(mail.envelope.recipients)} ({stats.sent} sent)")
         if out is None and mail is None and settings.summary.folder is None:
-            console.info(f"summary stored as message {message.id[:12]} ({spoken.duration:.1f} s); "
-                         "use -o OUT or --send to hear it")
+            console.info(
+                f"summary stored as message {message.id[:12]} ({spoken.duration:.1f} s); "
+                "use -o OUT or --send to hear it"
+            )
     finally:
         store.close()
     return 0

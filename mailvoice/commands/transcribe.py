@@ -41,8 +41,12 @@ def run(args: argparse.Namespace) -> int:
     files = [Path(f) for f in args.files]
     failures = 0
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=err_console(), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console(),
+        transient=True,
         disable=len(files) < 2 or not err_console().is_terminal,
     )
     with progress:
@@ -51,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         for path in files:
             progress.update(task, description=f"transcribing {path.name}")
             try:
-                clip = load_for_asr(_read_capped(path, settings.audio.max_bytes), name=str(path),
-                                    settings=settings.audio)
+                clip = load_for_asr(
+                    _read_capped(path, settings.audio.max_bytes), name=str(path), settings=settings.audio
+                )
                 transcript = engine.transcribe(clip)
             except (AudioError, EngineError) as exc:
                 failures += 1

@@ -46,6 +46,6 @@ class LocalAgreement:
                 n += 1
             if n > len(self.committed):
                 # Confirmed words never go back; take the newest spelling (its punctuation is best informed).
-                self.committed = [*self.committed, *words[len(self.committed):n]]
+                self.committed = [*self.committed, *words[len(self.committed) : n]]
         k = len(self.committed)
         return list(self.committed), list(words[k:])

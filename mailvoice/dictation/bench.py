@@ -53,8 +53,11 @@ class DictationBench:
 
     @property
     def meets_targets(self) -> bool:
-        return (self.final_p95_s <= TARGET_FINAL_P95_S and self.partial_interval_p95_s <= TARGET_PARTIAL_S
-                and self.compute_ratio <= TARGET_RATIO)
+        return (
+            self.final_p95_s <= TARGET_FINAL_P95_S
+            and self.partial_interval_p95_s <= TARGET_PARTIAL_S
+            and self.compute_ratio <= TARGET_RATIO
+        )
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -90,6 +93,7 @@ def _script(settings: Settings, seconds: float) -> tuple[npt.NDArray[np.float32]
 
 def _wer(reference: str, hypothesis: str) -> float:
     """Word-level edit distance / reference length, case and punctuation ignored."""
+
     def norm(t: str) -> list[str]:
         return re.sub(r"[^\w\s']", " ", t.lower()).split()
 
@@ -141,13 +145,17 @@ def bench_dictation(settings: Settings, seconds: float = 30.0) -> DictationBench
                 intervals.append(t - last[e.utterance])
             last[e.utterance] = t
     return DictationBench(
-        audio_seconds=len(samples) / 16_000, utterances=len(finals),
+        audio_seconds=len(samples) / 16_000,
+        utterances=len(finals),
         final_p50_s=statistics.median(final_lat) if final_lat else float("nan"),
         final_p95_s=_pct(final_lat, 0.95),
         speech_end_to_final_p50_s=statistics.median(speech_lat) if speech_lat else float("nan"),
         partial_interval_p50_s=statistics.median(intervals) if intervals else float("nan"),
         partial_interval_p95_s=_pct(intervals, 0.95),
-        compute_ratio=rec.ratio, degraded=any(isinstance(e, Status) and e.degraded for _, e in timed),
+        compute_ratio=rec.ratio,
+        degraded=any(isinstance(e, Status) and e.degraded for _, e in timed),
         wer=_wer(script, " ".join(e.text for _, e in finals)),
-        endpoint_silence_s=rec.settings.vad.silence_s, step_s=rec.settings.step_s, final_beam=rec.settings.final_beam,
+        endpoint_silence_s=rec.settings.vad.silence_s,
+        step_s=rec.settings.step_s,
+        final_beam=rec.settings.final_beam,
     )

@@ -13,27 +13,67 @@ from dataclasses import dataclass
 from typing import Literal
 
 CommandName = Literal[
-    "period", "comma", "question", "exclamation", "colon", "new_line", "new_paragraph",
-    "scratch", "cap", "send", "save_draft", "cancel",
+    "period",
+    "comma",
+    "question",
+    "exclamation",
+    "colon",
+    "new_line",
+    "new_paragraph",
+    "scratch",
+    "cap",
+    "send",
+    "save_draft",
+    "cancel",
 ]
 ACTIONS: frozenset[CommandName] = frozenset({"send", "save_draft", "cancel"})
-PUNCTUATION: dict[CommandName, str] = {"period": ".", "comma": ",", "question": "?", "exclamation": "!",
-                                       "colon": ":"}
+PUNCTUATION: dict[CommandName, str] = {"period": ".", "comma": ",", "question": "?", "exclamation": "!", "colon": ":"}
 PHRASES: dict[tuple[str, ...], CommandName] = {
-    ("period",): "period", ("full", "stop"): "period", ("comma",): "comma",
-    ("question", "mark"): "question", ("exclamation", "mark"): "exclamation",
-    ("exclamation", "point"): "exclamation", ("colon",): "colon",
-    ("new", "line"): "new_line", ("newline",): "new_line", ("new", "paragraph"): "new_paragraph",
-    ("scratch", "that"): "scratch", ("cap", "that"): "cap",
-    ("send", "it"): "send", ("save", "draft"): "save_draft", ("save", "as", "draft"): "save_draft",
-    ("save", "the", "draft"): "save_draft", ("cancel",): "cancel",
+    ("period",): "period",
+    ("full", "stop"): "period",
+    ("comma",): "comma",
+    ("question", "mark"): "question",
+    ("exclamation", "mark"): "exclamation",
+    ("exclamation", "point"): "exclamation",
+    ("colon",): "colon",
+    ("new", "line"): "new_line",
+    ("newline",): "new_line",
+    ("new", "paragraph"): "new_paragraph",
+    ("scratch", "that"): "scratch",
+    ("cap", "that"): "cap",
+    ("send", "it"): "send",
+    ("save", "draft"): "save_draft",
+    ("save", "as", "draft"): "save_draft",
+    ("save", "the", "draft"): "save_draft",
+    ("cancel",): "cancel",
 }
 ALONE_ALIASES: dict[tuple[str, ...], CommandName] = {
-    ("comment",): "comma", ("coma",): "comma", ("cut", "that"): "cap", ("tap", "that"): "cap",
+    ("comment",): "comma",
+    ("coma",): "comma",
+    ("cut", "that"): "cap",
+    ("tap", "that"): "cap",
 }
 """What Whisper tiny.en hears for a command said on its own; honoured only as the whole utterance."""
-FILLERS = frozenset({"let's", "lets", "no", "oh", "ok", "okay", "um", "uh", "er", "so", "well", "actually",
-                     "sorry", "oops", "and", "hmm"})
+FILLERS = frozenset(
+    {
+        "let's",
+        "lets",
+        "no",
+        "oh",
+        "ok",
+        "okay",
+        "um",
+        "uh",
+        "er",
+        "so",
+        "well",
+        "actually",
+        "sorry",
+        "oops",
+        "and",
+        "hmm",
+    }
+)
 """Words that, alone before a command, are part of saying it ("No, scratch that."), not text to write."""
 LITERAL = "literal"
 _LONGEST = max(len(p) for p in PHRASES)
@@ -63,12 +103,12 @@ def _match_tail(keys: list[str]) -> tuple[CommandName, int] | None:
 
 
 def _unescape(words: list[str]) -> list[str]:
-    """"literal period" -> "period": drop "literal" where a command phrase follows it."""
+    """ "literal period" -> "period": drop "literal" where a command phrase follows it."""
     out: list[str] = []
     i = 0
     while i < len(words):
         if _key(words[i]) == LITERAL and i + 1 < len(words):
-            rest = [_key(w) for w in words[i + 1: i + 1 + _LONGEST]]
+            rest = [_key(w) for w in words[i + 1 : i + 1 + _LONGEST]]
             if any(tuple(rest[:n]) in PHRASES for n in range(1, len(rest) + 1)):
                 i += 1
                 continue

@@ -62,7 +62,7 @@ def repeats(words: tuple[str, ...] | list[str]) -> bool:
         limit = 4 if n == 1 else 2  # "no, no, no" happens in speech; "hi bob hi bob" is the decoder looping
         for i in range(len(norm) - n):
             run, j = 1, i + n
-            while j + n <= len(norm) and norm[j:j + n] == norm[i:i + n]:
+            while j + n <= len(norm) and norm[j : j + n] == norm[i : i + n]:
                 run, j = run + 1, j + n
             if run >= limit:
                 return True
@@ -74,7 +74,7 @@ def echoes(words: tuple[str, ...] | list[str], n: int = 4) -> bool:
     norm = _norm(words)
     seen: set[tuple[str, ...]] = set()
     for i in range(len(norm) - n + 1):
-        gram = tuple(norm[i:i + n])
+        gram = tuple(norm[i : i + n])
         if gram in seen:
             return True
         seen.add(gram)
@@ -114,12 +114,11 @@ class WindowDecoder:
         feats = np.ascontiguousarray(feats[:, : min(frames, 3000)], dtype=np.float32)[None]
         return ctranslate2.StorageView.from_array(feats)
 
-    def decode(self, audio: npt.NDArray[np.float32], *, beam_size: int = 1,
-               min_seconds: float = 0.0) -> Hypothesis:
+    def decode(self, audio: npt.NDArray[np.float32], *, beam_size: int = 1, min_seconds: float = 0.0) -> Hypothesis:
         """One hypothesis for the window; never raises on a loop, reports it in ``looped``."""
         seconds = len(audio) / ASR_SAMPLE_RATE
         if seconds > MAX_WINDOW_S:
-            audio = audio[-round(MAX_WINDOW_S * ASR_SAMPLE_RATE):]
+            audio = audio[-round(MAX_WINDOW_S * ASR_SAMPLE_RATE) :]
             seconds = MAX_WINDOW_S
         prompt = self._prompt()
         budget = int(TOKENS_PER_S * max(seconds, 1.0)) + 10
@@ -127,9 +126,16 @@ class WindowDecoder:
         try:
             encoded = self._model.encode(self._features_for(audio, min_seconds), to_cpu=False)
             result = self._model.generate(
-                encoded, [prompt], beam_size=beam_size, max_length=max_length, return_scores=True,
-                return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
-                repetition_penalty=1.0, no_repeat_ngram_size=0,
+                encoded,
+                [prompt],
+                beam_size=beam_size,
+                max_length=max_length,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=self._suppress,
+                repetition_penalty=1.0,
+                no_repeat_ngram_size=0,
             )[0]
         except (RuntimeError, ValueError) as exc:
             raise TranscriptionError(f"streaming decode of a {seconds:.1f} s window failed ({exc})") from exc
@@ -141,8 +147,7 @@ class WindowDecoder:
         score = float(result.scores[0]) if result.scores else 0.0
         avg_logprob = score * len(tokens) / (len(tokens) + 1) if tokens else score
         no_speech = float(result.no_speech_prob) > _NO_SPEECH and avg_logprob < _WEAK_LOGPROB
-        return Hypothesis(text=text, words=words, looped=looped, no_speech=no_speech or not words,
-                          seconds=seconds)
+        return Hypothesis(text=text, words=words, looped=looped, no_speech=no_speech or not words, seconds=seconds)
 
     def decode_final(self, audio: npt.NDArray[np.float32], *, beam_size: int) -> Hypothesis:
         """The utterance's final text: a looping or self-echoing result is decoded again over at least 15 s."""

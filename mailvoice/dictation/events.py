@@ -16,8 +16,13 @@ class Partial:
     """Seconds of stream audio the hypothesis covers."""
 
     def to_json(self) -> dict[str, object]:
-        return {"type": "partial", "utterance": self.utterance, "stable": self.stable, "unstable": self.unstable,
-                "audio_time": round(self.audio_time, 3)}
+        return {
+            "type": "partial",
+            "utterance": self.utterance,
+            "stable": self.stable,
+            "unstable": self.unstable,
+            "audio_time": round(self.audio_time, 3),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +39,13 @@ class Final:
     """Seconds the final decode took."""
 
     def to_json(self) -> dict[str, object]:
-        return {"type": "final", "utterance": self.utterance, "text": self.text,
-                "speech_end": round(self.speech_end, 3), "endpoint": round(self.endpoint, 3)}
+        return {
+            "type": "final",
+            "utterance": self.utterance,
+            "text": self.text,
+            "speech_end": round(self.speech_end, 3),
+            "endpoint": round(self.endpoint, 3),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +61,13 @@ class Status:
     """Compute seconds per audio second over the recent window."""
 
     def to_json(self) -> dict[str, object]:
-        return {"type": "status", "degraded": self.degraded, "step_s": round(self.step_s, 3),
-                "beam_size": self.beam_size, "ratio": round(self.ratio, 3)}
+        return {
+            "type": "status",
+            "degraded": self.degraded,
+            "step_s": round(self.step_s, 3),
+            "beam_size": self.beam_size,
+            "ratio": round(self.ratio, 3),
+        }
 
 
 Event = Partial | Final | Status

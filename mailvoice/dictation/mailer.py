@@ -112,8 +112,12 @@ async def send(settings: Settings, store: Store, d: Dictated, account_name: str 
     mail = build_mail(d, sender)
     message = _record(d, account.name if account else "", sender, "queued")
     envelope = Envelope(sender=getaddresses([sender])[0][1], recipients=recipients)
-    out = NewOutgoing(message_id_header=str(mail["Message-ID"]), raw=mail.as_bytes(policy=SMTP),
-                      envelope=envelope, message_id=message.id)
+    out = NewOutgoing(
+        message_id_header=str(mail["Message-ID"]),
+        raw=mail.as_bytes(policy=SMTP),
+        envelope=envelope,
+        message_id=message.id,
+    )
     await asyncio.to_thread(store.record, (message,), (out,))
     log.info("dictation %s queued as %s (%d chars)", message.id, out.id, len(d.text))
     return await Outbox(settings, store).flush()

@@ -97,13 +97,13 @@ class StreamingRecognizer:
 
     def _slice(self, start: int, end: int) -> npt.NDArray[np.float32]:
         lo = max(0, start - self._audio_start)
-        return self._audio[lo: max(lo, end - self._audio_start)]
+        return self._audio[lo : max(lo, end - self._audio_start)]
 
     def _trim(self) -> None:
         keep_from = self._window_start if self._active else self._total - round(self.settings.preroll_s * SR)
         keep_from = max(self._audio_start, keep_from)
         if keep_from > self._audio_start:
-            self._audio = self._audio[keep_from - self._audio_start:]
+            self._audio = self._audio[keep_from - self._audio_start :]
             self._audio_start = keep_from
 
     # ------------------------------------------------------------------ decoding

@@ -37,8 +37,9 @@ SessionEvent = Event | DraftChanged
 class DictationSession:
     """Feeds a recognizer from an audio source and keeps the draft; one per microphone or browser socket."""
 
-    def __init__(self, recognizer: StreamingRecognizer, worker: ModelWorker, draft: Draft | None = None, *,
-                 catch_up: bool = True) -> None:
+    def __init__(
+        self, recognizer: StreamingRecognizer, worker: ModelWorker, draft: Draft | None = None, *, catch_up: bool = True
+    ) -> None:
         self.recognizer = recognizer
         self.catch_up = catch_up
         """Feed everything that queued up during a decode at once (live audio); False feeds chunk by chunk."""

@@ -81,8 +81,14 @@ async def microphone(chunk_s: float = CHUNK_S, device: Any = None) -> AsyncItera
         loop.call_soon_threadsafe(_offer, queue, chunk)
 
     try:
-        stream = sd.InputStream(samplerate=ASR_SAMPLE_RATE, channels=1, dtype="float32", device=device,
-                                blocksize=round(chunk_s * ASR_SAMPLE_RATE), callback=callback)
+        stream = sd.InputStream(
+            samplerate=ASR_SAMPLE_RATE,
+            channels=1,
+            dtype="float32",
+            device=device,
+            blocksize=round(chunk_s * ASR_SAMPLE_RATE),
+            callback=callback,
+        )
     except Exception as exc:  # PortAudioError has no stable import path
         raise AudioError(f"cannot open the microphone ({exc}); check the input device, or use --input FILE") from exc
     with stream:

@@ -85,8 +85,7 @@ def wav_bytes(tts: TtsEngine, text: str) -> bytes:
     return encode_audio(assemble(tts.synthesize(text)), "wav")
 
 
-def bench_asr(settings: Settings, data: bytes | None = None, *, name: str = "bench.wav",
-              repeats: int = 3) -> AsrBench:
+def bench_asr(settings: Settings, data: bytes | None = None, *, name: str = "bench.wav", repeats: int = 3) -> AsrBench:
     """Time our transcribe path and bare faster-whisper on the same audio (Piper speech when none is given)."""
     from mailvoice.audio import load_for_asr
     from mailvoice.engines import load_asr, load_tts
@@ -112,9 +111,15 @@ def bench_asr(settings: Settings, data: bytes | None = None, *, name: str = "ben
     ours_s = _median_time(ours, repeats)
     bare_s = _median_time(bare, repeats)
     return AsrBench(
-        model=settings.asr.model, compute_type=settings.asr.compute_type, threads=engine.threads,
-        audio_seconds=clip.duration, ours_seconds=ours_s, bare_seconds=bare_s,
-        speed=clip.duration / ours_s, overhead_ratio=ours_s / bare_s, peak_rss_mb=peak_rss_mb(),
+        model=settings.asr.model,
+        compute_type=settings.asr.compute_type,
+        threads=engine.threads,
+        audio_seconds=clip.duration,
+        ours_seconds=ours_s,
+        bare_seconds=bare_s,
+        speed=clip.duration / ours_s,
+        overhead_ratio=ours_s / bare_s,
+        peak_rss_mb=peak_rss_mb(),
     )
 
 
@@ -140,7 +145,12 @@ def bench_tts(settings: Settings, text: str | None = None, *, repeats: int = 3) 
     synth_s = statistics.median(totals)
     log.debug("bench held %s and %s", asr.name, tts.name)
     return TtsBench(
-        engine=tts.name, voice=settings.tts.voice, threads=int(getattr(tts, "threads", 0)),
-        audio_seconds=audio_seconds, synth_seconds=synth_s, speed=audio_seconds / synth_s,
-        first_sentence_seconds=statistics.median(firsts), peak_rss_mb=peak_rss_mb(),
+        engine=tts.name,
+        voice=settings.tts.voice,
+        threads=int(getattr(tts, "threads", 0)),
+        audio_seconds=audio_seconds,
+        synth_seconds=synth_s,
+        speed=audio_seconds / synth_s,
+        first_sentence_seconds=statistics.median(firsts),
+        peak_rss_mb=peak_rss_mb(),
     )

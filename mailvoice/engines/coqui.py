@@ -47,8 +47,10 @@ def _import_torchaudio() -> None:
         utils = sys.modules.get("torchaudio._extension.utils")
         if not _missing_cuda_library(exc) or utils is None:
             raise
-        log.info("torchaudio's compiled extension needs CUDA libraries (%s): importing it without the extension",
-                 exc.__cause__ or exc)
+        log.info(
+            "torchaudio's compiled extension needs CUDA libraries (%s): importing it without the extension",
+            exc.__cause__ or exc,
+        )
 
         def _extension_absent(_lib: str) -> bool:
             return False  # what torchaudio's own loader answers when the library file is not shipped

@@ -41,7 +41,7 @@ class EspeakEngine:
         if binary is None:
             raise MissingExtraError(
                 "TTS engine 'espeak-ng' (setting tts.engine) needs the espeak-ng program: "
-                "apt-get install espeak-ng (or choose tts.engine = \"piper\")"
+                'apt-get install espeak-ng (or choose tts.engine = "piper")'
             )
         entry = manifest_entry("tts", settings.voice)
         voice = entry.language if entry is not None and entry.language else settings.voice
@@ -60,7 +60,11 @@ class EspeakEngine:
         try:
             result = subprocess.run(
                 [self.binary, "--stdout", "--stdin", "-b", "1", "-v", self.voice, "-s", str(self.rate)],
-                input=text.encode("utf-8"), capture_output=True, env=self._env, timeout=_TIMEOUT_S, check=True,
+                input=text.encode("utf-8"),
+                capture_output=True,
+                env=self._env,
+                timeout=_TIMEOUT_S,
+                check=True,
             )
         except subprocess.TimeoutExpired as exc:
             raise SynthesisError(f"espeak-ng took longer than {_TIMEOUT_S:.0f} s on one sentence") from exc

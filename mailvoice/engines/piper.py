@@ -37,8 +37,7 @@ class PiperEngine:
             config = PiperConfig.from_dict(json.loads(files.config.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError) as exc:
             raise ModelNotFoundError(
-                f"Piper voice config {files.config} (setting tts.voice = {settings.voice!r}) "
-                f"is unreadable: {exc}"
+                f"Piper voice config {files.config} (setting tts.voice = {settings.voice!r}) is unreadable: {exc}"
             ) from exc
         self.threads = settings.threads or os.cpu_count() or 1
         # PiperVoice.load builds its session with default options (all cores): build it ourselves instead.
@@ -46,8 +45,9 @@ class PiperEngine:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         try:
-            session = onnxruntime.InferenceSession(str(files.model), sess_options=options,
-                                                   providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(
+                str(files.model), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise ModelNotFoundError(
                 f"Piper voice {files.model} (setting tts.voice = {settings.voice!r}) failed to load: {exc}"
@@ -58,8 +58,7 @@ class PiperEngine:
         self.settings = settings
         self._syn_config = SynthesisConfig(length_scale=config.length_scale * settings.length_scale)
         self._np = np
-        log.info("loaded Piper voice %s (%d Hz) with %d threads",
-                 settings.voice, self.sample_rate, self.threads)
+        log.info("loaded Piper voice %s (%d Hz) with %d threads", settings.voice, self.sample_rate, self.threads)
 
     def synthesize(self, text: str) -> Iterator[SpeechChunk]:
         """One chunk per sentence, computed only when the consumer asks for it."""
@@ -68,9 +67,7 @@ class PiperEngine:
             try:
                 pieces = [c.audio_float_array for c in self.voice.synthesize(sentence.text, self._syn_config)]
             except (RuntimeError, ValueError) as exc:
-                raise SynthesisError(
-                    f"Piper failed on a sentence of {len(sentence.text)} chars: {exc}"
-                ) from exc
+                raise SynthesisError(f"Piper failed on a sentence of {len(sentence.text)} chars: {exc}") from exc
             if not pieces:
                 continue  # nothing pronounceable ("...", emoji)
             samples = np.concatenate(pieces).astype(np.float32, copy=False)

@@ -18,13 +18,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HALLUCINATIONS = frozenset({
-    "you", "thank you", "thanks", "thank you very much", "thank you so much", "thanks for watching",
-    "thank you for watching", "thanks for listening", "thank you for listening", "bye", "bye bye", "okay",
-    "so",
-    "please subscribe", "subscribe", "like and subscribe", "music", "applause", "silence", "the end",
-    "subtitles by the amaraorg community", "transcription by castingwords",
-})
+HALLUCINATIONS = frozenset(
+    {
+        "you",
+        "thank you",
+        "thanks",
+        "thank you very much",
+        "thank you so much",
+        "thanks for watching",
+        "thank you for watching",
+        "thanks for listening",
+        "thank you for listening",
+        "bye",
+        "bye bye",
+        "okay",
+        "so",
+        "please subscribe",
+        "subscribe",
+        "like and subscribe",
+        "music",
+        "applause",
+        "silence",
+        "the end",
+        "subtitles by the amaraorg community",
+        "transcription by castingwords",
+    }
+)
 """Whisper's stock phrases for non-speech: dropped only when they are the whole text AND score weakly."""
 _WEAK_LOGPROB = -0.9
 _WEAK_NO_SPEECH = 0.35
@@ -51,10 +70,15 @@ class DecodeOptions:
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for WhisperModel.transcribe."""
         return {
-            "language": self.language, "beam_size": self.beam_size, "vad_filter": self.vad_filter,
-            "word_timestamps": self.word_timestamps, "initial_prompt": self.initial_prompt,
-            "hotwords": self.hotwords, "no_speech_threshold": self.no_speech_threshold,
-            "log_prob_threshold": self.log_prob_threshold, "condition_on_previous_text": False,
+            "language": self.language,
+            "beam_size": self.beam_size,
+            "vad_filter": self.vad_filter,
+            "word_timestamps": self.word_timestamps,
+            "initial_prompt": self.initial_prompt,
+            "hotwords": self.hotwords,
+            "no_speech_threshold": self.no_speech_threshold,
+            "log_prob_threshold": self.log_prob_threshold,
+            "condition_on_previous_text": False,
         }
 
 
@@ -77,8 +101,12 @@ class WhisperEngine:
         download_root = str(general.data_dir / "models" / "hub") if ref.source == "hub" else None
         try:
             self.model = WhisperModel(
-                ref.location, device="cpu", compute_type=settings.compute_type, cpu_threads=self.threads,
-                download_root=download_root, local_files_only=not general.allow_downloads,
+                ref.location,
+                device="cpu",
+                compute_type=settings.compute_type,
+                cpu_threads=self.threads,
+                download_root=download_root,
+                local_files_only=not general.allow_downloads,
             )
         except (OSError, RuntimeError, ValueError) as exc:
             raise TranscriptionError(
@@ -92,9 +120,13 @@ class WhisperEngine:
                 log.warning("model %s is English-only: asr.language %s ignored", settings.model, language)
             language = "en"
         self.options = DecodeOptions(
-            language=language, beam_size=settings.beam_size, vad_filter=settings.vad_filter,
-            word_timestamps=settings.word_timestamps, initial_prompt=settings.initial_prompt or None,
-            hotwords=settings.hotwords or None, no_speech_threshold=settings.no_speech_threshold,
+            language=language,
+            beam_size=settings.beam_size,
+            vad_filter=settings.vad_filter,
+            word_timestamps=settings.word_timestamps,
+            initial_prompt=settings.initial_prompt or None,
+            hotwords=settings.hotwords or None,
+            no_speech_threshold=settings.no_speech_threshold,
             log_prob_threshold=settings.logprob_threshold,
         )
         log.info("loaded ASR model %s (%s) with %d threads", settings.model, ref.source, self.threads)
@@ -128,26 +160,43 @@ class WhisperEngine:
         kept = self._filter(segments)
         text = " ".join(s.text for s in kept).strip()
         if not text:
-            return Transcript(text="", language=info.language or fallback_language, duration=clip.duration,
-                              no_speech=True, language_probability=float(info.language_probability))
-        return Transcript(text=text, language=info.language, duration=clip.duration, segments=tuple(kept),
-                          language_probability=float(info.language_probability))
+            return Transcript(
+                text="",
+                language=info.language or fallback_language,
+                duration=clip.duration,
+                no_speech=True,
+                language_probability=float(info.language_probability),
+            )
+        return Transcript(
+            text=text,
+            language=info.language,
+            duration=clip.duration,
+            segments=tuple(kept),
+            language_probability=float(info.language_probability),
+        )
 
     @staticmethod
     def _segment(raw: Any) -> Segment:
-        words = tuple(
-            Word(float(w.start), float(w.end), str(w.word), float(w.probability)) for w in raw.words or ()
+        words = tuple(Word(float(w.start), float(w.end), str(w.word), float(w.probability)) for w in raw.words or ())
+        return Segment(
+            float(raw.start),
+            float(raw.end),
+            str(raw.text).strip(),
+            float(raw.avg_logprob),
+            float(raw.no_speech_prob),
+            words,
         )
-        return Segment(float(raw.start), float(raw.end), str(raw.text).strip(), float(raw.avg_logprob),
-                       float(raw.no_speech_prob), words)
 
     def _filter(self, segments: list[Segment]) -> list[Segment]:
         """Drop silent/unsure segments (Whisper's own rule) and a lone stock phrase with weak scores."""
         kept = [
-            s for s in segments
-            if s.text and not _BRACKETED.match(s.text)
-            and not (s.no_speech_prob > self.settings.no_speech_threshold
-                     and s.avg_logprob < self.settings.logprob_threshold)
+            s
+            for s in segments
+            if s.text
+            and not _BRACKETED.match(s.text)
+            and not (
+                s.no_speech_prob > self.settings.no_speech_threshold and s.avg_logprob < self.settings.logprob_threshold
+            )
         ]
         if not kept or _normalise(" ".join(s.text for s in kept)) not in HALLUCINATIONS:
             return kept

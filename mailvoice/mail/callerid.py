@@ -21,31 +21,61 @@ _LABEL = re.compile(
     r"anrufer(?:nummer)?|rufnummer|von|appelant|de|llamante|n[úu]mero|number|phone|telefon|name|nom|nombre|"
     r"duration|length|dauer|l[äa]nge|dur[ée]e|duraci[óo]n|durata|dura[çc][ãa]o)"
     r"\s*(?P<colon>[:：])?\s*(?P<value>\S[^\n]{0,150}?)\s*$",
-    re.IGNORECASE)
-_NUMBER_LABELS = ("caller id", "callerid", "caller-id", "caller number", "calling number", "calling party",
-                  "rufnummer", "anrufernummer", "número", "numero", "number", "phone", "telefon")
+    re.IGNORECASE,
+)
+_NUMBER_LABELS = (
+    "caller id",
+    "callerid",
+    "caller-id",
+    "caller number",
+    "calling number",
+    "calling party",
+    "rufnummer",
+    "anrufernummer",
+    "número",
+    "numero",
+    "number",
+    "phone",
+    "telefon",
+)
 _NAME_LABELS = ("caller name", "name", "nom", "nombre")
-_DURATION_LABELS = ("duration", "length", "dauer", "länge", "lange", "durée", "duree", "duración", "duracion",
-                    "durata", "duração", "duracao")
+_DURATION_LABELS = (
+    "duration",
+    "length",
+    "dauer",
+    "länge",
+    "lange",
+    "durée",
+    "duree",
+    "duración",
+    "duracion",
+    "durata",
+    "duração",
+    "duracao",
+)
 # "... voicemail from WHO ..." in a subject or a sentence.
 _FROM_PHRASE = re.compile(
     r"(?:voice\s*-?\s*mail|voice\s+message|message|sprachnachricht|nachricht|message\s+vocal|"
     r"mensaje\s+de\s+voz|mensaje(?!\s+de\s+voz\b)|messaggio\s+vocale|messaggio(?!\s+vocale\b))(?:\s+\d+)?\s+(?:from|von|de|da)\s+(?P<who>[^\n]{1,120})",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _ASTERISK_FROM = re.compile(r"\bin\s+mailbox\s+\S+\s+from\s+(?P<who>[^\n]{1,120}?),\s+on\b", re.IGNORECASE)
 _ASTERISK_DURATION = re.compile(r"\b(?P<dur>\d{1,3}:\d{2}(?::\d{2})?)\s+long\s+message\b", re.IGNORECASE)
 _PAREN_DURATION = re.compile(
     r"\((?P<dur>\d{1,5}\s*(?:seconds?|secs?|s|sekunden|sek|secondes|segundos)|\d{1,3}:\d{2}(?::\d{2})?)\)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _WHO_END = re.compile(
     r",\s+on\b|\s+on\s|\s+at\s+\d|\s+um\s+\d|\s+am\s+\d|\s+le\s+\d|\s+el\s+\d|\s+f[üu]r\s|\s+for\s|"
     r"\s+auf\s|\s+in\s+mailbox\b|\s+-\s|\s+received\b|[.!;,](?:\s|$)|\s{3,}|\t",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _PHONE = re.compile(r"(?:tel:)?\+?\(?\d[\d\s().\-/]{1,30}\d|\d{3,}")
 _UNKNOWN = re.compile(
     r"^(?:an?\s+)?(?:unknown(?:\s+caller)?|anonymous|private(?:\s+(?:caller|number))?|restricted|unavailable|"
     r"withheld|no\s+caller\s*id|unbekannt|anonym|inconnu|masqu[ée]|desconocido|privado|oculto|sconosciuto)$",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # A plausible person or extension name: starts with a letter, then letters, digits and name punctuation.
 _NAME = re.compile(r"[^\W\d_](?:[^\W_]|[ .'’&,()/-]){0,79}")
 _ANGLE_ID = re.compile(r'"?(?P<name>[^"<]*?)"?\s*<(?P<num>[^<>]*)>')
@@ -54,7 +84,8 @@ _HMS = re.compile(r"^(?:(?P<h>\d{1,2}):)?(?P<m>\d{1,3}):(?P<s>\d{2})(?:\.\d+)?\b
 _UNITS = re.compile(
     r"^(?:(?P<min>\d{1,4})\s*(?:min|mins|minutes?|minuten|minutos|minuti)\.?\s*(?:and\s+|und\s+|et\s+|y\s+)?)?"
     r"(?:(?P<sec>\d{1,6}(?:[.,]\d+)?)\s*(?:s|sec|secs|seconds?|sekunden|sek|secondes|segundos|secondi)\b)?",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _SYSTEMS = (
     ("3cx", re.compile(r"\b3cx\b", re.IGNORECASE)),
     ("freepbx", re.compile(r"freepbx|dial \*98|/ucp\b", re.IGNORECASE)),
@@ -130,7 +161,7 @@ def split_caller_id(value: str) -> tuple[str | None, str | None]:
         name, number = match["name"], normalize_number(match["num"])
     elif match := _PHONE.search(text):
         number = normalize_number(match.group(0))
-        name = (text[: match.start()] + " " + text[match.end():]) if number else text
+        name = (text[: match.start()] + " " + text[match.end() :]) if number else text
     else:
         name, number = text, None
     name = clean_header_text(name.strip(" \"'<>()[],;:-"), 80)
@@ -216,9 +247,12 @@ def extract_caller(parsed: ParsedMail) -> CallerInfo:
                 break
             inner_sender = f"{inner.from_.name} <{inner.from_.address}>" if inner.from_ else ""
             more = caller_from_text(inner.subject, inner.text, sender=inner_sender)
-            info = CallerInfo(info.name or more.name, info.number or more.number,
-                              info.duration if info.duration is not None else more.duration,
-                              info.system or more.system)
+            info = CallerInfo(
+                info.name or more.name,
+                info.number or more.number,
+                info.duration if info.duration is not None else more.duration,
+                info.system or more.system,
+            )
         return info
     except Exception:
         log.debug("caller extraction failed", exc_info=True)

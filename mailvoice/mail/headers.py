@@ -24,10 +24,12 @@ _DROP_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([bBqQ])\?([^?\s]*)\?=")
 _SPACE_RUN = re.compile(r"\s+")
 _MAX_DECODE_ROUNDS = 3
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 # RFC 3501 ATOM-CHAR: any CHAR except atom-specials ( ) { SP CTL % * " \ ]
-_IMAP_ATOM = re.compile(r'^[!#$&\'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]{1,200}$')
+_IMAP_ATOM = re.compile(r"^[!#$&\'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]{1,200}$")
 _IMAP_MAX_LEN = 1000
 
 
@@ -124,15 +126,16 @@ def safe_imap_atom(value: str) -> str:
     """Return value if it is a plain IMAP atom (keyword, flag); raise MailError naming it otherwise."""
     if isinstance(value, str) and _IMAP_ATOM.match(value):
         return value
-    raise MailError(f"refusing {value!r} in an IMAP command: only an IMAP atom (ASCII letters, digits and "
-                    "!#$&'+,-./:;<=>?@[^_`|}~, no spaces, quotes or controls) is allowed there")
+    raise MailError(
+        f"refusing {value!r} in an IMAP command: only an IMAP atom (ASCII letters, digits and "
+        "!#$&'+,-./:;<=>?@[^_`|}~, no spaces, quotes or controls) is allowed there"
+    )
 
 
 def make_message_id(domain: str, *, seed: str | bytes | None = None) -> str:
     """A Message-ID under domain; the same seed gives the same id, so a resent message keeps its identity."""
     if not isinstance(domain, str) or not _HOSTNAME.match(domain):
-        raise ConfigError(f"message id domain {domain!r} is not a host name: "
-                          "use letters, digits, '-' and '.'")
+        raise ConfigError(f"message id domain {domain!r} is not a host name: use letters, digits, '-' and '.'")
     if seed is None:
         token = f"{int(time.time())}.{secrets.token_hex(12)}"
     else:
@@ -166,18 +169,22 @@ def check_interpreter_email_security() -> list[str]:
     if not getattr(email.utils, "supports_strict_parsing", False):
         problems.append(
             "email.utils has no strict address parsing (CVE-2023-27043): mailvoice falls back to its own "
-            "hardened address check; upgrade Python to a release with the fix (3.11.10+, 3.12.6+, 3.13+)")
+            "hardened address check; upgrade Python to a release with the fix (3.11.10+, 3.12.6+, 3.13+)"
+        )
     try:
         safe = _generator_refuses_newlines()
     except Exception as exc:  # a probe must report, never stop start-up
-        problems.append(f"could not verify generated mail headers ({type(exc).__name__}): "
-                        "check the Python installation's email package")
+        problems.append(
+            f"could not verify generated mail headers ({type(exc).__name__}): "
+            "check the Python installation's email package"
+        )
     else:
         if not safe:
             problems.append(
                 "the email generator writes header values containing newlines (CVE-2024-6923): mailvoice "
                 "cleans every header it writes with clean_header_text; "
-                "upgrade Python (3.11.10+, 3.12.5+, 3.13+)")
+                "upgrade Python (3.11.10+, 3.12.5+, 3.13+)"
+            )
     return problems
 
 

@@ -9,16 +9,62 @@ from html.parser import HTMLParser
 log = logging.getLogger(__name__)
 
 
-_BLOCK_TAGS = frozenset({"p", "div", "br", "tr", "li", "ul", "ol", "table", "blockquote", "section",
-                         "article", "header", "footer", "pre", "hr", "dd", "dt", "h1", "h2", "h3", "h4", "h5",
-                         "h6", "address"})
-_DROP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "iframe", "object",
-                        "embed", "svg", "math", "audio", "video", "canvas", "select", "button"})
-_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-                        "track", "wbr", "param"})
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all"
-                           r"|font-size\s*:\s*0+(?:px|pt|em|%)?\s*(?:;|$|!)|opacity\s*:\s*0+(?:\.0+)?\s*(?:;|$|!)",
-                           re.IGNORECASE)
+_BLOCK_TAGS = frozenset(
+    {
+        "p",
+        "div",
+        "br",
+        "tr",
+        "li",
+        "ul",
+        "ol",
+        "table",
+        "blockquote",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "pre",
+        "hr",
+        "dd",
+        "dt",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "address",
+    }
+)
+_DROP_TAGS = frozenset(
+    {
+        "script",
+        "style",
+        "head",
+        "title",
+        "template",
+        "noscript",
+        "iframe",
+        "object",
+        "embed",
+        "svg",
+        "math",
+        "audio",
+        "video",
+        "canvas",
+        "select",
+        "button",
+    }
+)
+_VOID_TAGS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr", "param"}
+)
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all"
+    r"|font-size\s*:\s*0+(?:px|pt|em|%)?\s*(?:;|$|!)|opacity\s*:\s*0+(?:\.0+)?\s*(?:;|$|!)",
+    re.IGNORECASE,
+)
 
 
 class _VisibleText(HTMLParser):
@@ -38,9 +84,11 @@ class _VisibleText(HTMLParser):
                 self.skip_tag = None
             return
         hidden = tag in _DROP_TAGS or any(
-            (k == "hidden") or (k == "aria-hidden" and (v or "").lower() == "true")
+            (k == "hidden")
+            or (k == "aria-hidden" and (v or "").lower() == "true")
             or (k == "style" and v is not None and _HIDDEN_STYLE.search(v) is not None)
-            for k, v in attrs)
+            for k, v in attrs
+        )
         if hidden and tag not in _VOID_TAGS:
             self.skip_tag, self.skip_depth = tag, 1
         elif tag in _BLOCK_TAGS:

@@ -38,14 +38,16 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 BASELINE_SLACK_S = 15 * 60.0
 """A rescan also takes mail this much older than the baseline: INTERNALDATE is the server's clock (whole
 seconds), the baseline ours; losing new mail to clock skew is worse than a few old messages more."""
-_FORBIDDEN = frozenset("\r\n\0\"\\")
+_FORBIDDEN = frozenset('\r\n\0"\\')
 
 
 def validate_mailbox_name(name: str, key: str) -> str:
     """A folder name from the config, checked so it cannot smuggle a command into IMAP."""
     if not name or len(name) > 512 or any(c in _FORBIDDEN or ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise ConfigError(f"setting {key} = {name!r} is invalid: expected a folder name without quotes, "
-                          "backslashes or control characters (CR, LF, NUL)")
+        raise ConfigError(
+            f"setting {key} = {name!r} is invalid: expected a folder name without quotes, "
+            "backslashes or control characters (CR, LF, NUL)"
+        )
     return name
 
 
@@ -76,9 +78,16 @@ class _Folder:
 class ImapSource:
     """One IMAP account (several folders) as a MailSource; use it from one thread only."""
 
-    def __init__(self, settings: AccountSettings, cursors: CursorStore, *, since: date | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, stop: threading.Event | None = None,
-                 backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        settings: AccountSettings,
+        cursors: CursorStore,
+        *,
+        since: date | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        stop: threading.Event | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.name
         self.port = settings.port or (993 if settings.tls == "implicit" else 143)
@@ -89,11 +98,15 @@ class ImapSource:
         _no_ctl(settings.username, f"accounts.{settings.name}.username")
         if settings.tls == "none":
             if not settings.allow_plaintext:
-                raise ConfigError(f"{self.where}: tls = 'none' would send the password in clear; use tls = "
-                                  "'implicit' or 'starttls', or set allow_plaintext = true for a loopback host")
+                raise ConfigError(
+                    f"{self.where}: tls = 'none' would send the password in clear; use tls = "
+                    "'implicit' or 'starttls', or set allow_plaintext = true for a loopback host"
+                )
             if not is_loopback(settings.host):
-                raise ConfigError(f"{self.where}: allow_plaintext is only honoured for a loopback host "
-                                  "(localhost, 127.0.0.1, ::1); use tls = 'implicit' or 'starttls'")
+                raise ConfigError(
+                    f"{self.where}: allow_plaintext is only honoured for a loopback host "
+                    "(localhost, 127.0.0.1, ::1); use tls = 'implicit' or 'starttls'"
+                )
         if settings.ca_file is not None and not settings.ca_file.is_file():
             raise ConfigError(f"{self.where}: ca_file {settings.ca_file} does not exist")
         self.cursors = cursors
@@ -124,13 +137,16 @@ class ImapSource:
             raise
         except ssl.SSLCertVerificationError as exc:
             ca = f"ca_file {self.settings.ca_file}" if self.settings.ca_file else "the system CAs (no ca_file set)"
-            raise SourceError(f"{self.where}: TLS certificate verification failed against {ca}: "
-                              f"{exc.verify_message}; set ca_file to the CA that signed the server "
-                              "certificate") from exc
+            raise SourceError(
+                f"{self.where}: TLS certificate verification failed against {ca}: "
+                f"{exc.verify_message}; set ca_file to the CA that signed the server "
+                "certificate"
+            ) from exc
         except LoginError as exc:
             where = self.settings.password_env or self.settings.password_file
-            raise SourceError(f"{self.where}: login as {self.settings.username!r} refused ({exc}); "
-                              f"check the password in {where}") from exc
+            raise SourceError(
+                f"{self.where}: login as {self.settings.username!r} refused ({exc}); check the password in {where}"
+            ) from exc
         except (IMAPClientError, OSError, EOFError) as exc:
             raise SourceError(f"{self.where}: {action} failed: {exc or type(exc).__name__}") from exc
 
@@ -155,15 +171,22 @@ class ImapSource:
         password = _no_ctl(read_secret(self.where, s.password_env, s.password_file), f"{self.where}: password")
         ctx = self._tls_context() if s.tls != "none" else None
         with self._errors("connect"):
-            client = IMAPClient(s.host, self.port, ssl=s.tls == "implicit", ssl_context=ctx,
-                                timeout=SocketTimeout(connect=s.timeout, read=s.timeout))
+            client = IMAPClient(
+                s.host,
+                self.port,
+                ssl=s.tls == "implicit",
+                ssl_context=ctx,
+                timeout=SocketTimeout(connect=s.timeout, read=s.timeout),
+            )
         try:
             with self._errors("log in"):
                 client.normalise_times = False
                 if s.tls == "starttls":
                     if b"STARTTLS" not in client.capabilities():
-                        raise SourceError(f"{self.where}: the server offers no STARTTLS; use tls = 'implicit' "
-                                          "(usually port 993) or fix the server") from CapabilityError("STARTTLS")
+                        raise SourceError(
+                            f"{self.where}: the server offers no STARTTLS; use tls = 'implicit' "
+                            "(usually port 993) or fix the server"
+                        ) from CapabilityError("STARTTLS")
                     client.starttls(ssl_context=ctx)
                 client.login(s.username, password)
                 self._caps = set(client.capabilities())
@@ -174,15 +197,20 @@ class ImapSource:
         self._client = client
         log.info("%s: connected (%s)", self.where, s.tls)
 
-
     def reconnect(self, max_attempts: int | None = None) -> None:
         """Reconnect with exponential backoff and full jitter; permanent errors (login, certificate) re-raise."""
 
         def note(exc: BaseException, delay: float) -> None:
             log.warning("%s: %s; retrying in %.1f s", self.where, exc, delay)
 
-        retry(self.connect, transient=is_transient, backoff=self.backoff, stop=self.stop,
-              max_attempts=max_attempts, on_retry=note)
+        retry(
+            self.connect,
+            transient=is_transient,
+            backoff=self.backoff,
+            stop=self.stop,
+            max_attempts=max_attempts,
+            on_retry=note,
+        )
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -236,14 +264,22 @@ class ImapSource:
     def _baseline(self, folder: str, validity: int, uidnext: int) -> _Folder:
         if self.since is None:
             st = _Folder(folder, validity, uidnext - 1, time.time())
-            log.info("%s/%s: first contact, baseline at UIDNEXT %d (older mail is not processed)",
-                     self.where, folder, uidnext)
+            log.info(
+                "%s/%s: first contact, baseline at UIDNEXT %d (older mail is not processed)",
+                self.where,
+                folder,
+                uidnext,
+            )
         else:
             with self._errors("SEARCH SINCE"):
                 uids = [int(u) for u in self.client.search(["SINCE", self.since])]
             start = min(uids) - 1 if uids else uidnext - 1
-            st = _Folder(folder, validity, start,
-                         datetime(self.since.year, self.since.month, self.since.day, tzinfo=UTC).timestamp())
+            st = _Folder(
+                folder,
+                validity,
+                start,
+                datetime(self.since.year, self.since.month, self.since.day, tzinfo=UTC).timestamp(),
+            )
             log.info("%s/%s: first contact, %d message(s) since %s", self.where, folder, len(uids), self.since)
         self._save(st, force=True)
         return st
@@ -254,8 +290,15 @@ class ImapSource:
         since = datetime.fromtimestamp(baseline, UTC).date() - timedelta(days=1)
         with self._errors("SEARCH UNKEYWORD"):
             uids = sorted(int(u) for u in self.client.search(["UNKEYWORD", DONE_KEYWORD, "SINCE", since]))
-        log.warning("%s/%s: UIDVALIDITY or UIDs changed (now %d, UIDNEXT %d): rescanning %d message(s) "
-                    "not marked done; the ledger drops repeats", self.where, folder, validity, uidnext, len(uids))
+        log.warning(
+            "%s/%s: UIDVALIDITY or UIDs changed (now %d, UIDNEXT %d): rescanning %d message(s) "
+            "not marked done; the ledger drops repeats",
+            self.where,
+            folder,
+            validity,
+            uidnext,
+            len(uids),
+        )
         return _Folder(folder, validity, uidnext - 1, baseline, queue=uids, rescan=True, saved=saved)
 
     def _save(self, st: _Folder, *, force: bool = False) -> None:
@@ -316,8 +359,14 @@ class ImapSource:
                 continue  # old mail found by a rescan
             size = int(m.get(b"RFC822.SIZE", 0))
             if size > self.max_message_bytes:
-                log.warning("%s/%s uid %d: %d bytes is over the %d-byte limit; not fetched",
-                            self.where, st.name, uid, size, self.max_message_bytes)
+                log.warning(
+                    "%s/%s uid %d: %d bytes is over the %d-byte limit; not fetched",
+                    self.where,
+                    st.name,
+                    uid,
+                    size,
+                    self.max_message_bytes,
+                )
                 out[uid] = SourceItem(self._ref(st, uid), b"", size, when, too_large=True)
             else:
                 want.append((uid, size, when))
@@ -356,8 +405,11 @@ class ImapSource:
             st, _ = self._sync(folder)
         stale = [r for r in refs if r.uidvalidity != st.uidvalidity]
         for ref in stale:
-            log.warning("%s: %s: UIDVALIDITY changed since the fetch; not marked at the source (the ledger "
-                        "has it)", self.where, ref)
+            log.warning(
+                "%s: %s: UIDVALIDITY changed since the fetch; not marked at the source (the ledger has it)",
+                self.where,
+                ref,
+            )
         uid = [r.uid for r in refs if r.uidvalidity == st.uidvalidity and r.uid is not None]
         if not uid:
             return
@@ -367,8 +419,12 @@ class ImapSource:
                 if st.keywords_ok:
                     self.client.add_flags(uid, [DONE_KEYWORD], silent=True)
                 else:
-                    self._warn_once(f"kw:{folder}", "%s/%s: the server does not allow keywords; relying "
-                                    "on the ledger only", self.where, folder)
+                    self._warn_once(
+                        f"kw:{folder}",
+                        "%s/%s: the server does not allow keywords; relying on the ledger only",
+                        self.where,
+                        folder,
+                    )
             elif s.mark_done == "seen":
                 self.client.add_flags(uid, [b"\\Seen"], silent=True)
             if s.after == "move":
@@ -387,8 +443,11 @@ class ImapSource:
         if b"UIDPLUS" in self._caps:
             self.client.uid_expunge(uid)  # only this message, never the user's other \Deleted mail
         else:
-            self._warn_once("uidplus", "%s: no UIDPLUS; messages stay flagged \\Deleted until the user's "
-                            "client expunges", self.where)
+            self._warn_once(
+                "uidplus",
+                "%s: no UIDPLUS; messages stay flagged \\Deleted until the user's client expunges",
+                self.where,
+            )
 
     def _warn_once(self, key: str, msg: str, *args: object) -> None:
         if key not in self._warned:
@@ -461,8 +520,11 @@ class ImapSource:
                     if st is None:
                         return True
                     status = self.client.folder_status(folder, ["UIDNEXT", "UIDVALIDITY"])
-                    if (int(status[b"UIDVALIDITY"]) != st.uidvalidity
-                            or int(status[b"UIDNEXT"]) - 1 != st.seen_upto or st.queue):
+                    if (
+                        int(status[b"UIDVALIDITY"]) != st.uidvalidity
+                        or int(status[b"UIDNEXT"]) - 1 != st.seen_upto
+                        or st.queue
+                    ):
                         return True
             if time.monotonic() >= deadline:
                 return False

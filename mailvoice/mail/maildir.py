@@ -71,9 +71,16 @@ def done_letter(folder: Path) -> str | None:
 class MaildirSource:
     """A Maildir folder as a MailSource; use it from one thread only."""
 
-    def __init__(self, settings: MaildirSettings, cursors: CursorStore, *, since: date | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, poll_interval: float = 1.0,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: MaildirSettings,
+        cursors: CursorStore,
+        *,
+        since: date | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        poll_interval: float = 1.0,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.name
         self.path = settings.path
@@ -91,16 +98,22 @@ class MaildirSource:
     def connect(self) -> None:
         missing = [d for d in ("new", "cur", "tmp") if not (self.path / d).is_dir()]
         if missing:
-            raise SourceError(f"Maildir {self.name!r} at {self.path}: not a Maildir (missing "
-                              f"{', '.join(d + '/' for d in missing)}); fix maildirs.path or create it")
+            raise SourceError(
+                f"Maildir {self.name!r} at {self.path}: not a Maildir (missing "
+                f"{', '.join(d + '/' for d in missing)}); fix maildirs.path or create it"
+            )
         self.letter = done_letter(self.path)
         if self.letter is None:
-            log.warning("Maildir %s: 'z' is a user keyword in dovecot-keywords; done is kept in the ledger only",
-                        self.name)
+            log.warning(
+                "Maildir %s: 'z' is a user keyword in dovecot-keywords; done is kept in the ledger only", self.name
+            )
         saved = self.cursors.get(self.name, self.folder)
         if saved is None:
-            start = (datetime(self.since.year, self.since.month, self.since.day, tzinfo=UTC).timestamp()
-                     if self.since else time.time())
+            start = (
+                datetime(self.since.year, self.since.month, self.since.day, tzinfo=UTC).timestamp()
+                if self.since
+                else time.time()
+            )
             saved = Cursor(0, 0, start)
             self.cursors.set(self.name, self.folder, saved)
             log.info("Maildir %s: first contact; mail delivered before the baseline is not processed", self.name)
@@ -146,8 +159,11 @@ class MaildirSource:
         self._snapshot = self._state()
         since = int(self.baseline)  # unique names carry whole seconds: same second as the baseline is new
         fresh = sorted(
-            (e for e in self._scan() if e.key not in self._returned and e.delivered >= since
-             and not (self.letter and self.letter in e.flags)),
+            (
+                e
+                for e in self._scan()
+                if e.key not in self._returned and e.delivered >= since and not (self.letter and self.letter in e.flags)
+            ),
             key=lambda e: (e.delivered, e.key),
         )
         items: list[SourceItem] = []
@@ -169,8 +185,13 @@ class MaildirSource:
                 with path.open("rb") as fh:
                     size = os.fstat(fh.fileno()).st_size
                     if size > self.max_message_bytes:
-                        log.warning("Maildir %s key %s: %d bytes is over the %d-byte limit; not read",
-                                    self.name, entry.key, size, self.max_message_bytes)
+                        log.warning(
+                            "Maildir %s key %s: %d bytes is over the %d-byte limit; not read",
+                            self.name,
+                            entry.key,
+                            size,
+                            self.max_message_bytes,
+                        )
                         return SourceItem(ref, b"", size, when, too_large=True)
                     raw = fh.read(self.max_message_bytes + 1)
                 return SourceItem(ref, raw, len(raw), when)

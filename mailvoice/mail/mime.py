@@ -26,8 +26,16 @@ from mailvoice.mail.mimescan import Clock, MimeLimits, limit_error, prescan
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-__all__ = ["Address", "ForwardedMail", "MimeLimits", "MimePart", "ParsedMail", "html_to_text",
-           "normalize_message_id", "parse_message"]
+__all__ = [
+    "Address",
+    "ForwardedMail",
+    "MimeLimits",
+    "MimePart",
+    "ParsedMail",
+    "html_to_text",
+    "normalize_message_id",
+    "parse_message",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,14 +215,21 @@ def _leaf(node: _Node) -> MimePart:
     data, defects = _payload(msg)
     view = _param_view(msg)
     raw_name = _safe(view.get_filename, None) or _safe(
-        lambda: collapse_rfc2231_value(view.get_param("name") or ""), None)
+        lambda: collapse_rfc2231_value(view.get_param("name") or ""), None
+    )
     filename = clean_header_text(raw_name, 255) if isinstance(raw_name, str) else None
     disposition = _safe(view.get_content_disposition, None)
     charset = _safe(view.get_content_charset, None)
-    return MimePart(path=node.path, content_type=_content_type(msg), filename=filename or None,
-                    disposition=disposition, charset=charset,
-                    data=data, in_forward=bool(node.owner),
-                    defects=defects)
+    return MimePart(
+        path=node.path,
+        content_type=_content_type(msg),
+        filename=filename or None,
+        disposition=disposition,
+        charset=charset,
+        data=data,
+        in_forward=bool(node.owner),
+        defects=defects,
+    )
 
 
 def _encoded_inner(msg: Message) -> bytes | None:
@@ -248,8 +263,9 @@ def _parse_bytes(raw: bytes, limits: MimeLimits, clock: Clock, base_depth: int) 
         raise MailError(f"message could not be parsed ({type(exc).__name__}); it is quarantined") from exc
 
 
-def _walk(root: Message, limits: MimeLimits, clock: Clock) -> tuple[list[tuple[str, MimePart]],
-                                                                    list[tuple[str, Message]]]:
+def _walk(
+    root: Message, limits: MimeLimits, clock: Clock
+) -> tuple[list[tuple[str, MimePart]], list[tuple[str, Message]]]:
     """Iterative walk (no recursion) collecting leaves with their owning message, and attached messages."""
     stack = [_Node(root, "", 0, "")]
     leaves: list[tuple[str, MimePart]] = []
@@ -279,8 +295,9 @@ def _walk(root: Message, limits: MimeLimits, clock: Clock) -> tuple[list[tuple[s
         elif isinstance(payload, list):
             kids = [m for m in payload if isinstance(m, Message)]
             for i in range(len(kids), 0, -1):
-                stack.append(_Node(kids[i - 1], f"{node.path}.{i}" if node.path else str(i), node.depth + 1,
-                                   node.owner))
+                stack.append(
+                    _Node(kids[i - 1], f"{node.path}.{i}" if node.path else str(i), node.depth + 1, node.owner)
+                )
         else:
             leaves.append((node.owner, _leaf(node)))
     return leaves, messages
@@ -324,9 +341,14 @@ def parse_message(raw: bytes, *, limits: MimeLimits = DEFAULT_LIMITS) -> ParsedM
     forwarded = []
     for owner, msg in messages:
         senders = _addresses(msg, "From")
-        forwarded.append(ForwardedMail(path=owner, subject=_header(msg, "Subject") or "",
-                                       from_=senders[0] if senders else None,
-                                       text=_best_text(by_owner.get(owner, []))))
+        forwarded.append(
+            ForwardedMail(
+                path=owner,
+                subject=_header(msg, "Subject") or "",
+                from_=senders[0] if senders else None,
+                text=_best_text(by_owner.get(owner, [])),
+            )
+        )
     message_id = _header(root, "Message-ID", decode=False)
     senders = _addresses(root, "From")
     refs = " ".join(_raw_header(root, "References"))
@@ -351,6 +373,5 @@ def parse_message(raw: bytes, *, limits: MimeLimits = DEFAULT_LIMITS) -> ParsedM
         size=len(raw),
     )
     clock.check()
-    log.debug("parsed message: %d bytes, %d parts, %d attached messages",
-              len(raw), len(leaves), len(messages))
+    log.debug("parsed message: %d bytes, %d parts, %d attached messages", len(raw), len(leaves), len(messages))
     return parsed

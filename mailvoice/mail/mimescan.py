@@ -33,9 +33,9 @@ class MimeLimits:
 
 def limit_error(limits: MimeLimits, what: str, value: object, bound: object) -> MimeLimitError:
     """A limit error that names the limit, the value seen and the setting."""
-    return MimeLimitError(f"message refused: {what} {value} exceeds the limit of {bound} "
-                          f"(MimeLimits.{what}); "
-                          "it is quarantined unparsed")
+    return MimeLimitError(
+        f"message refused: {what} {value} exceeds the limit of {bound} (MimeLimits.{what}); it is quarantined unparsed"
+    )
 
 
 class Clock:
@@ -87,7 +87,7 @@ def _scan_headers(raw: bytes, pos: int, limits: MimeLimits) -> tuple[int, bytes,
             raise limit_error(limits, "max_params", item.count(b";"), limits.max_params)
         if m := _CTYPE.match(item):
             # Comments are legal anywhere in the field; the stdlib skips them, so must we.
-            bare = bytes(item[m.end(0):])
+            bare = bytes(item[m.end(0) :])
             for _ in range(4):
                 bare = _COMMENT.sub(b"", bare)
             ctype = re.sub(rb"\s+", b"", bare.split(b";", 1)[0]).lower()
@@ -167,12 +167,12 @@ def prescan(raw: bytes, limits: MimeLimits, clock: Clock, base_depth: int = 0) -
                 boundary, level = stack[i]
                 if not line.startswith(boundary):
                     continue
-                rest = line[len(boundary):].rstrip(b" \t")
+                rest = line[len(boundary) :].rstrip(b" \t")
                 if rest == b"--":
                     del stack[i:]
                     break
                 if rest == b"":
-                    del stack[i + 1:]
+                    del stack[i + 1 :]
                     depth = level + 1
                     nl = _LINE.match(raw, pos)
                     pos = nl.end() if nl else pos

@@ -63,8 +63,10 @@ def _port(settings: SmtpSettings) -> int:
 
 def _check_address(address: str, what: str) -> str:
     if not address or any(c in _BAD_ADDRESS_CHARS for c in address):
-        raise DeliveryError(f"{what} {address!r} is not a usable address (empty, or has spaces, angle brackets "
-                            "or control characters)", permanent=True)
+        raise DeliveryError(
+            f"{what} {address!r} is not a usable address (empty, or has spaces, angle brackets or control characters)",
+            permanent=True,
+        )
     return address
 
 
@@ -74,12 +76,16 @@ def check_settings(settings: SmtpSettings) -> None:
         raise ConfigError("smtp.host is empty: set it, or deliver locally with deliver_to_maildir()")
     if settings.tls == "none":
         if not settings.allow_plaintext:
-            raise ConfigError(f"{_where(settings, _port(settings))}: smtp.tls = 'none' would send mail (and the "
-                              "password) in clear; use 'starttls' or 'implicit', or set smtp.allow_plaintext = "
-                              "true for a loopback host")
+            raise ConfigError(
+                f"{_where(settings, _port(settings))}: smtp.tls = 'none' would send mail (and the "
+                "password) in clear; use 'starttls' or 'implicit', or set smtp.allow_plaintext = "
+                "true for a loopback host"
+            )
         if not is_loopback(settings.host):
-            raise ConfigError(f"{_where(settings, _port(settings))}: smtp.allow_plaintext is only honoured for a "
-                              "loopback host (localhost, 127.0.0.1, ::1); use smtp.tls = 'starttls' or 'implicit'")
+            raise ConfigError(
+                f"{_where(settings, _port(settings))}: smtp.allow_plaintext is only honoured for a "
+                "loopback host (localhost, 127.0.0.1, ::1); use smtp.tls = 'starttls' or 'implicit'"
+            )
     if settings.ca_file is not None and not settings.ca_file.is_file():
         raise ConfigError(f"smtp.ca_file {settings.ca_file} does not exist")
 
@@ -95,14 +101,23 @@ async def send(raw: bytes, sender: str, recipients: Sequence[str], settings: Smt
         raise DeliveryError("no recipients given", permanent=True)
     port = _port(settings)
     where = _where(settings, port)
-    password = read_secret(f"smtp ({where})", settings.password_env, settings.password_file) \
-        if settings.username else None
-    ctx = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None) \
-        if settings.tls != "none" else None
+    password = (
+        read_secret(f"smtp ({where})", settings.password_env, settings.password_file) if settings.username else None
+    )
+    ctx = (
+        ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        if settings.tls != "none"
+        else None
+    )
     client = aiosmtplib.SMTP(
-        hostname=settings.host, port=port, timeout=settings.timeout, use_tls=settings.tls == "implicit",
+        hostname=settings.host,
+        port=port,
+        timeout=settings.timeout,
+        use_tls=settings.tls == "implicit",
         # start_tls=True: fail when STARTTLS is not offered, instead of aiosmtplib's silent plaintext.
-        start_tls=settings.tls == "starttls", validate_certs=True, tls_context=ctx,
+        start_tls=settings.tls == "starttls",
+        validate_certs=True,
+        tls_context=ctx,
     )
     try:
         await client.connect()
@@ -145,33 +160,46 @@ def _classify(exc: Exception, where: str, settings: SmtpSettings) -> DeliveryErr
     cert = _find_cause(exc, ssl.SSLCertVerificationError)
     if cert is not None:
         ca = f"smtp.ca_file {settings.ca_file}" if settings.ca_file else "the system CAs (smtp.ca_file unset)"
-        return DeliveryError(f"{where}: TLS certificate verification failed against {ca}: "
-                             f"{cert.verify_message}; set smtp.ca_file to the CA that signed the server certificate")
+        return DeliveryError(
+            f"{where}: TLS certificate verification failed against {ca}: "
+            f"{cert.verify_message}; set smtp.ca_file to the CA that signed the server certificate"
+        )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return DeliveryError(f"{where}: login as {settings.username!r} refused ({exc.code} {exc.message}); check "
-                             f"the password in {settings.password_env or settings.password_file}", code=exc.code)
+        return DeliveryError(
+            f"{where}: login as {settings.username!r} refused ({exc.code} {exc.message}); check "
+            f"the password in {settings.password_env or settings.password_file}",
+            code=exc.code,
+        )
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         permanent = bool(codes) and all(c >= 500 for c in codes)
         detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients[:3])
-        return DeliveryError(f"{where}: every recipient refused ({detail})", permanent=permanent,
-                             code=codes[0] if codes else None)
+        return DeliveryError(
+            f"{where}: every recipient refused ({detail})", permanent=permanent, code=codes[0] if codes else None
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        step = {aiosmtplib.SMTPSenderRefused: "MAIL FROM", aiosmtplib.SMTPDataError: "DATA",
-                aiosmtplib.SMTPHeloError: "EHLO"}.get(type(exc), "the dialogue")
+        step = {
+            aiosmtplib.SMTPSenderRefused: "MAIL FROM",
+            aiosmtplib.SMTPDataError: "DATA",
+            aiosmtplib.SMTPHeloError: "EHLO",
+        }.get(type(exc), "the dialogue")
         permanent = exc.code >= 500 and not isinstance(exc, aiosmtplib.SMTPHeloError | aiosmtplib.SMTPConnectError)
-        return DeliveryError(f"{where}: refused at {step}: {exc.code} {exc.message}", permanent=permanent,
-                             code=exc.code)
+        return DeliveryError(
+            f"{where}: refused at {step}: {exc.code} {exc.message}", permanent=permanent, code=exc.code
+        )
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
         return DeliveryError(f"{where}: timed out after {settings.timeout} s; retrying later")
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError | OSError):
         return DeliveryError(f"{where}: connection failed or dropped ({exc}); retrying later")
     if isinstance(exc, aiosmtplib.SMTPException) and "STARTTLS" in str(exc):
-        return DeliveryError(f"{where}: the server offers no STARTTLS and smtp.tls = 'starttls' requires it; "
-                             "nothing was sent. Use smtp.tls = 'implicit' (port 465) or fix the server")
+        return DeliveryError(
+            f"{where}: the server offers no STARTTLS and smtp.tls = 'starttls' requires it; "
+            "nothing was sent. Use smtp.tls = 'implicit' (port 465) or fix the server"
+        )
     if isinstance(exc, aiosmtplib.SMTPException) and "AUTH" in str(exc):
-        return DeliveryError(f"{where}: the server offers no AUTH for smtp.username {settings.username!r}; "
-                             "check the port and TLS mode")
+        return DeliveryError(
+            f"{where}: the server offers no AUTH for smtp.username {settings.username!r}; check the port and TLS mode"
+        )
     if isinstance(exc, ValueError):
         return DeliveryError(f"{where}: an address cannot be sent safely ({exc})", permanent=True)
     return DeliveryError(f"{where}: {type(exc).__name__}: {exc}")
@@ -211,8 +239,10 @@ def deliver_to_maildir(raw: bytes, folder: Path) -> Path:
     try:
         return _deliver(raw, folder)
     except OSError as exc:
-        raise DeliveryError(f"local delivery into Maildir {folder} failed ({exc.strerror or exc}); check the "
-                            "folder's permissions and free space") from exc
+        raise DeliveryError(
+            f"local delivery into Maildir {folder} failed ({exc.strerror or exc}); check the "
+            "folder's permissions and free space"
+        ) from exc
 
 
 def _deliver(raw: bytes, folder: Path) -> Path:
@@ -224,7 +254,7 @@ def _deliver(raw: bytes, folder: Path) -> Path:
     try:
         view = memoryview(raw)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     except BaseException:
         os.close(fd)

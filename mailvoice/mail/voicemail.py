@@ -14,23 +14,75 @@ from mailvoice.mail.mime import MimePart, ParsedMail
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".amr", ".awb", ".m4a", ".mp4", ".3gp", ".3ga", ".aac",
-    ".webm", ".weba", ".wma", ".gsm", ".au", ".aif", ".aiff", ".caf",
-})
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav",
+        ".mp3",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".flac",
+        ".amr",
+        ".awb",
+        ".m4a",
+        ".mp4",
+        ".3gp",
+        ".3ga",
+        ".aac",
+        ".webm",
+        ".weba",
+        ".wma",
+        ".gsm",
+        ".au",
+        ".aif",
+        ".aiff",
+        ".caf",
+    }
+)
 """Filename extensions that claim a recording (some, like .wma, are then refused by the decoder)."""
 
 # Types whose bytes may hold audio but whose name says nothing: accepted only when the content sniffs as audio.
-_GENERIC_TYPES = frozenset({"application/octet-stream", "application/binary", "application/x-binary",
-                            "application/unknown", "application/x-unknown", "binary/octet-stream"})
-_VIDEO_CONTAINERS = frozenset({"video/webm", "video/mp4", "video/3gpp", "video/3gpp2", "video/ogg",
-                               "video/quicktime"})
-_EXT_BY_FORMAT = {"wav": "wav", "mp3": "mp3", "aac": "aac", "ogg": "ogg", "flac": "flac", "amr": "amr",
-                  "m4a": "m4a", "mp4": "mp4", "3gp": "3gp", "webm": "webm"}
-_EXT_BY_TYPE = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav",
-                "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/ogg": "ogg", "audio/opus": "ogg",
-                "audio/flac": "flac", "audio/amr": "amr", "audio/mp4": "m4a", "audio/x-m4a": "m4a",
-                "audio/aac": "aac", "audio/webm": "webm", "video/webm": "webm", "audio/3gpp": "3gp"}
+_GENERIC_TYPES = frozenset(
+    {
+        "application/octet-stream",
+        "application/binary",
+        "application/x-binary",
+        "application/unknown",
+        "application/x-unknown",
+        "binary/octet-stream",
+    }
+)
+_VIDEO_CONTAINERS = frozenset({"video/webm", "video/mp4", "video/3gpp", "video/3gpp2", "video/ogg", "video/quicktime"})
+_EXT_BY_FORMAT = {
+    "wav": "wav",
+    "mp3": "mp3",
+    "aac": "aac",
+    "ogg": "ogg",
+    "flac": "flac",
+    "amr": "amr",
+    "m4a": "m4a",
+    "mp4": "mp4",
+    "3gp": "3gp",
+    "webm": "webm",
+}
+_EXT_BY_TYPE = {
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/vnd.wave": "wav",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/ogg": "ogg",
+    "audio/opus": "ogg",
+    "audio/flac": "flac",
+    "audio/amr": "amr",
+    "audio/mp4": "m4a",
+    "audio/x-m4a": "m4a",
+    "audio/aac": "aac",
+    "audio/webm": "webm",
+    "video/webm": "webm",
+    "audio/3gpp": "3gp",
+}
 _FILENAME_MAX = 100
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
 _UNSAFE_CHARS = re.compile(r'[<>:"|?*\\/\x00-\x1f\x7f]')
@@ -132,19 +184,23 @@ def find_audio_parts(parsed: ParsedMail) -> list[AudioPart]:
         if not _claims_audio(part, sniffed):
             continue
         index = len(found) + 1
-        found.append(AudioPart(
-            filename=safe_filename(part.filename, index, _EXT_BY_FORMAT.get(sniffed or "")
-                                   or _EXT_BY_TYPE.get(part.content_type, "bin")),
-            content_type=part.content_type,
-            data=part.data,
-            sha256=hashlib.sha256(part.data).hexdigest(),
-            path=part.path,
-            sniffed=sniffed,
-            in_forward=part.in_forward,
-        ))
+        found.append(
+            AudioPart(
+                filename=safe_filename(
+                    part.filename,
+                    index,
+                    _EXT_BY_FORMAT.get(sniffed or "") or _EXT_BY_TYPE.get(part.content_type, "bin"),
+                ),
+                content_type=part.content_type,
+                data=part.data,
+                sha256=hashlib.sha256(part.data).hexdigest(),
+                path=part.path,
+                sniffed=sniffed,
+                in_forward=part.in_forward,
+            )
+        )
         if sniffed is None:
-            log.info("part %s claims audio (%s) but its bytes are no known audio format", part.path,
-                     part.content_type)
+            log.info("part %s claims audio (%s) but its bytes are no known audio format", part.path, part.content_type)
     return found
 
 

@@ -25,14 +25,18 @@ def broker_url(q: QueueSettings) -> str:
     from mailvoice.config import read_secret
 
     if not q.broker_url:
-        raise ConfigError("setting queue.broker_url is empty: set it to the broker of the scaled-out deployment, "
-                          "e.g. amqp://mailvoice@127.0.0.1:5672/mailvoice (RabbitMQ) or redis://127.0.0.1:6379/0")
+        raise ConfigError(
+            "setting queue.broker_url is empty: set it to the broker of the scaled-out deployment, "
+            "e.g. amqp://mailvoice@127.0.0.1:5672/mailvoice (RabbitMQ) or redis://127.0.0.1:6379/0"
+        )
     if not (q.password_env or q.password_file):
         return q.broker_url
     parts = urlsplit(q.broker_url)
     if parts.password:
-        raise ConfigError("setting queue.broker_url holds a password: remove it and keep it in "
-                          "queue.password_env or queue.password_file")
+        raise ConfigError(
+            "setting queue.broker_url holds a password: remove it and keep it in "
+            "queue.password_env or queue.password_file"
+        )
     password = read_secret("queue broker", q.password_env, q.password_file)
     user = quote(parts.username or "", safe="")
     host = parts.netloc.rpartition("@")[2]
@@ -41,8 +45,14 @@ def broker_url(q: QueueSettings) -> str:
 
 def routes(q: QueueSettings) -> dict[str, dict[str, str]]:
     """Which queue each task goes to: transcription apart from mail, so the two can run on different machines."""
-    return {POLL: {"queue": q.mail_queue}, SEND: {"queue": q.mail_queue}, SWEEP: {"queue": q.mail_queue},
-            PING: {"queue": q.mail_queue}, PROCESS: {"queue": q.asr_queue}, SUMMARY: {"queue": q.tts_queue}}
+    return {
+        POLL: {"queue": q.mail_queue},
+        SEND: {"queue": q.mail_queue},
+        SWEEP: {"queue": q.mail_queue},
+        PING: {"queue": q.mail_queue},
+        PROCESS: {"queue": q.asr_queue},
+        SUMMARY: {"queue": q.tts_queue},
+    }
 
 
 def all_queues(q: QueueSettings) -> list[str]:

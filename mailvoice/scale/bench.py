@@ -51,11 +51,25 @@ class ScaleBench:
 
 def _config(base: Path, settings: Settings, queues: tuple[str, str, str], broker: str) -> Path:
     lines = [
-        "[general]", f'data_dir = "{base}"', f'store_url = "sqlite:///{base / "bench.db"}"', "",
-        "[asr]", f'model = "{settings.asr.model}"', "threads = 1", "",
-        "[queue]", f'broker_url = "{broker}"', f'mail_queue = "{queues[0]}"', f'asr_queue = "{queues[1]}"',
-        f'tts_queue = "{queues[2]}"', "",
-        "[[maildirs]]", 'name = "bench"', f'path = "{base / "inbox"}"', 'address = "bench@example.org"', "",
+        "[general]",
+        f'data_dir = "{base}"',
+        f'store_url = "sqlite:///{base / "bench.db"}"',
+        "",
+        "[asr]",
+        f'model = "{settings.asr.model}"',
+        "threads = 1",
+        "",
+        "[queue]",
+        f'broker_url = "{broker}"',
+        f'mail_queue = "{queues[0]}"',
+        f'asr_queue = "{queues[1]}"',
+        f'tts_queue = "{queues[2]}"',
+        "",
+        "[[maildirs]]",
+        'name = "bench"',
+        f'path = "{base / "inbox"}"',
+        'address = "bench@example.org"',
+        "",
     ]
     path = base / "config.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -67,16 +81,18 @@ def _queue(store: Store, raws: list[bytes], first_uid: int) -> list[str]:
 
     ids = []
     for i, raw in enumerate(raws):
-        ref = SourceRef("bench", "INBOX", message_id_hash(None, raw), content_hash([raw], raw), uidvalidity=1,
-                        uid=first_uid + i)
+        ref = SourceRef(
+            "bench", "INBOX", message_id_hash(None, raw), content_hash([raw], raw), uidvalidity=1, uid=first_uid + i
+        )
         wid = store.record_queued(ref, raw, len(raw), None)
         assert wid is not None
         ids.append(wid)
     return ids
 
 
-def _run(settings: Settings, workers: int, raws: list[bytes], warmups: list[bytes],
-         broker: str) -> tuple[float, float | None, float]:
+def _run(
+    settings: Settings, workers: int, raws: list[bytes], warmups: list[bytes], broker: str
+) -> tuple[float, float | None, float]:
     """(seconds for all raws, median ping round trip in s or None, direct call in s) with N workers."""
     from mailvoice.crypto import Sealer, create_keyring
     from mailvoice.scale.app import PING, PROCESS
@@ -95,8 +111,15 @@ def _run(settings: Settings, workers: int, raws: list[bytes], warmups: list[byte
 
         app = make(load_settings(cfg, environ={}), with_tasks=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVOICE_")}
-        procs = [subprocess.Popen([sys.executable, "-m", "mailvoice", "--config", str(cfg), "worker"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "mailvoice", "--config", str(cfg), "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
         try:
             warm = _queue(store, warmups[:workers], 10_000)  # one each: the models load outside the timing
             for wid in warm:
@@ -174,8 +197,14 @@ def bench_scale(settings: Settings) -> ScaleBench:
     two, _, _ = _run(settings, 2, raws, warmups, url)
     rtf = one / (ITEMS * clip.duration)
     return ScaleBench(
-        cores=os.cpu_count() or 1, voicemails=ITEMS, audio_seconds_each=round(clip.duration, 1),
-        per_minute_1_worker=ITEMS / one * 60, per_minute_2_workers=ITEMS / two * 60, speedup_2_vs_1=one / two,
-        rtf_per_worker=rtf, audio_minutes_per_worker_hour=60.0 / rtf,
-        queue_round_trip_ms=(trip or 0.0) * 1000, direct_call_us=direct * 1e6,
+        cores=os.cpu_count() or 1,
+        voicemails=ITEMS,
+        audio_seconds_each=round(clip.duration, 1),
+        per_minute_1_worker=ITEMS / one * 60,
+        per_minute_2_workers=ITEMS / two * 60,
+        speedup_2_vs_1=one / two,
+        rtf_per_worker=rtf,
+        audio_minutes_per_worker_hour=60.0 / rtf,
+        queue_round_trip_ms=(trip or 0.0) * 1000,
+        direct_call_us=direct * 1e6,
     )

@@ -48,17 +48,21 @@ def admit(store: Store, pipeline: Pipeline, item: SourceItem, ctx: Context) -> s
         result = pipeline.process(item, ctx)  # a text record: no model needed
         log.info("%s: %s %s", r, result.status, result.detail)
         return None
-    ref = SourceRef(account=r.account, folder=r.folder,
-                    message_id_hash=message_id_hash(parsed.message_id_normalized, item.raw),
-                    content_hash=content_hash([p.data for p in parts], item.raw),
-                    uidvalidity=r.uidvalidity, uid=r.uid, key=r.key)
+    ref = SourceRef(
+        account=r.account,
+        folder=r.folder,
+        message_id_hash=message_id_hash(parsed.message_id_normalized, item.raw),
+        content_hash=content_hash([p.data for p in parts], item.raw),
+        uidvalidity=r.uidvalidity,
+        uid=r.uid,
+        key=r.key,
+    )
     wid = store.record_queued(ref, item.raw, item.size, item.internal_date)
     log.info("%s: %s", r, f"queued as {wid}" if wid else "already known")
     return wid
 
 
-def drain(store: Store, pipeline: Pipeline, source: MailSource, ctx: Context,
-          enqueue: Callable[[str], None]) -> int:
+def drain(store: Store, pipeline: Pipeline, source: MailSource, ctx: Context, enqueue: Callable[[str], None]) -> int:
     """Take in everything new in one (connected) source; returns how many items were acknowledged."""
     handled = 0
     while True:

@@ -30,7 +30,8 @@ def plan(settings: Settings) -> list[tuple[str, float, tuple[Any, ...]]]:
 
     intervals = {a.name: a.poll_interval for a in settings.accounts}
     jobs: list[tuple[str, float, tuple[Any, ...]]] = [
-        (POLL, intervals.get(name, 10.0), (name,)) for name in contexts(settings)]
+        (POLL, intervals.get(name, 10.0), (name,)) for name in contexts(settings)
+    ]
     jobs.append((SEND, settings.queue.outbox_interval, ()))
     jobs.append((SWEEP, SWEEP_INTERVAL, ()))
     return jobs
@@ -61,14 +62,19 @@ def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> in
     stop = stop or threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    sched = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
-                                                            "misfire_grace_time": 60})
+    sched = BackgroundScheduler(
+        timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
+    )
     now = datetime.now(UTC)
     for task, interval, args in plan(settings):
         sched.add_job(_enqueue, "interval", seconds=interval, args=(app, task, interval, args), next_run_time=now)
     for job in summary_jobs(settings):
-        sched.add_job(_summary, cron_trigger(job.cron, settings.summary.timezone), args=(app, job.account),
-                      misfire_grace_time=3600)
+        sched.add_job(
+            _summary,
+            cron_trigger(job.cron, settings.summary.timezone),
+            args=(app, job.account),
+            misfire_grace_time=3600,
+        )
     sched.start()
     log.info("scheduler running: %d periodic job(s)", len(sched.get_jobs()))
     try:

@@ -73,14 +73,21 @@ def open_state(settings: Settings, app: Celery) -> WorkerState:
     from mailvoice.store import Store
 
     sealer = Sealer(load_key(settings.general.resolved_key_file()))
-    store = Store.open(settings.general.resolved_store_url(), sealer, keep_audio=settings.delivery.keep_audio,
-                       recover=False)
+    store = Store.open(
+        settings.general.resolved_store_url(), sealer, keep_audio=settings.delivery.keep_audio, recover=False
+    )
     transcriber = Transcriber(settings)
     bindings = {b.ctx.account: b for b in build_bindings(settings, store)}
-    st = WorkerState(settings=settings, store=store, app=app, transcriber=transcriber,
-                     pipeline=Pipeline(settings, store, lambda d, n: st.transcribe(d, n)),
-                     bindings=bindings, contexts={k: b.ctx for k, b in bindings.items()},
-                     lock_dir=settings.general.data_dir / "locks")
+    st = WorkerState(
+        settings=settings,
+        store=store,
+        app=app,
+        transcriber=transcriber,
+        pipeline=Pipeline(settings, store, lambda d, n: st.transcribe(d, n)),
+        bindings=bindings,
+        contexts={k: b.ctx for k, b in bindings.items()},
+        lock_dir=settings.general.data_dir / "locks",
+    )
     _state = st
     return st
 
@@ -92,6 +99,7 @@ def state() -> WorkerState:
 
 
 # -- task bodies ------------------------------------------------------------------------------------------------
+
 
 def poll(account: str) -> str:
     """Take a mailbox's new mail in, holding its cluster-wide lease (one IMAP session per mailbox)."""
@@ -132,8 +140,12 @@ def process(work_id: str) -> str:
     ctx = st.contexts.get(item.account)
     if ctx is None:
         raise ConfigError(f"work item {work_id} is from source {item.account!r}, which this worker's config lacks")
-    source_item = SourceItem(ref=SourceRef(item.account, item.folder, item.uidvalidity, item.uid, item.key),
-                             raw=item.raw, size=item.size, internal_date=item.internal_date)
+    source_item = SourceItem(
+        ref=SourceRef(item.account, item.folder, item.uidvalidity, item.uid, item.key),
+        raw=item.raw,
+        size=item.size,
+        internal_date=item.internal_date,
+    )
     result = st.pipeline.process(source_item, ctx, work_id=work_id)
     log.info("work item %s: %s %s", work_id, result.status, result.detail)
     if result.status == "delivered":
@@ -204,8 +216,13 @@ def register(app: Celery) -> None:
     from mailvoice.scale import app as names
 
     # A store outage retries with backoff; anything else fails the task (a queued item is swept up later).
-    retry: dict[str, Any] = {"autoretry_for": (StoreError,), "retry_backoff": 2, "retry_backoff_max": 300,
-                             "retry_jitter": True, "max_retries": 20}
+    retry: dict[str, Any] = {
+        "autoretry_for": (StoreError,),
+        "retry_backoff": 2,
+        "retry_backoff_max": 300,
+        "retry_jitter": True,
+        "max_retries": 20,
+    }
     app.task(name=names.POLL, **retry)(poll)
     app.task(name=names.PROCESS, **retry)(process)
     app.task(name=names.SEND, **retry)(send)

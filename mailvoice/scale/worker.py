@@ -35,8 +35,7 @@ def pick_queues(settings: Settings, wanted: list[str] | None) -> list[str]:
             if not part:
                 continue
             if part not in short and part not in short.values():
-                raise ConfigError(f"--queues {part!r}: expected mail, asr, tts or one of "
-                                  f"{', '.join(short.values())}")
+                raise ConfigError(f"--queues {part!r}: expected mail, asr, tts or one of {', '.join(short.values())}")
             out.append(short.get(part, part))
     return out
 
@@ -53,9 +52,18 @@ def run_worker(settings: Settings, queues: list[str] | None = None, name: str | 
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     log.info("worker %s consuming %s", hostname, ", ".join(chosen))
     try:
-        worker = app.Worker(pool="solo", concurrency=1, queues=chosen, hostname=hostname, quiet=True,
-                            without_gossip=True, without_mingle=True, without_heartbeat=True,
-                            loglevel=level, optimization="fair")
+        worker = app.Worker(
+            pool="solo",
+            concurrency=1,
+            queues=chosen,
+            hostname=hostname,
+            quiet=True,
+            without_gossip=True,
+            without_mingle=True,
+            without_heartbeat=True,
+            loglevel=level,
+            optimization="fair",
+        )
         worker.start()
         return int(worker.exitcode or 0)
     finally:

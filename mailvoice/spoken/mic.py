@@ -26,11 +26,14 @@ def _sounddevice() -> Any:
     try:
         import sounddevice
     except ImportError as exc:
-        raise MissingExtraError("--record needs the sounddevice package: pip install sounddevice (and the "
-                                "PortAudio library: apt-get install libportaudio2); or give --audio FILE") from exc
+        raise MissingExtraError(
+            "--record needs the sounddevice package: pip install sounddevice (and the "
+            "PortAudio library: apt-get install libportaudio2); or give --audio FILE"
+        ) from exc
     except OSError as exc:  # the module imports, but PortAudio itself is missing
-        raise MissingExtraError(f"--record: the PortAudio library is missing ({exc}): apt-get install "
-                                "libportaudio2; or give --audio FILE") from exc
+        raise MissingExtraError(
+            f"--record: the PortAudio library is missing ({exc}): apt-get install libportaudio2; or give --audio FILE"
+        ) from exc
     return sounddevice
 
 
@@ -68,8 +71,9 @@ def record_wav(*, max_seconds: float = 300.0, silence_seconds: float = 3.0) -> b
                 if _enter_pressed() or (heard and quiet_since and time.monotonic() - quiet_since > silence_seconds):
                     break
     except sd.PortAudioError as exc:
-        raise AudioError(f"--record: no usable microphone ({exc}); check the input device, or give --audio FILE")\
-            from exc
+        raise AudioError(
+            f"--record: no usable microphone ({exc}); check the input device, or give --audio FILE"
+        ) from exc
     if not heard:
         raise AudioError("--record: nothing but silence was recorded; check the microphone level")
     samples = np.concatenate(blocks).astype(np.float32)

@@ -12,19 +12,57 @@ from collections.abc import Callable
 
 from mailvoice.spoken.numbers import cardinal, digits, number, ordinal, year
 
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 _MONTH_BY_KEY = {m[:3].lower(): i + 1 for i, m in enumerate(MONTHS)} | {"sept": 9}
-_MONTH = r"(Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|" \
-         r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
-_DAYS = {"mon": "Monday", "tue": "Tuesday", "tues": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
-         "thur": "Thursday", "thurs": "Thursday", "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
-_CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
-             "£": ("pound", "pounds", "penny", "pence"), "¥": ("yen", "yen", "", ""),
-             "usd": ("dollar", "dollars", "cent", "cents"), "eur": ("euro", "euros", "cent", "cents"),
-             "gbp": ("pound", "pounds", "penny", "pence"), "chf": ("franc", "francs", "centime", "centimes")}
-_MULTIPLIER = {"k": "thousand", "m": "million", "mn": "million", "bn": "billion", "b": "billion",
-               "million": "million", "billion": "billion", "thousand": "thousand"}
+_MONTH = (
+    r"(Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|"
+    r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_DAYS = {
+    "mon": "Monday",
+    "tue": "Tuesday",
+    "tues": "Tuesday",
+    "wed": "Wednesday",
+    "thu": "Thursday",
+    "thur": "Thursday",
+    "thurs": "Thursday",
+    "fri": "Friday",
+    "sat": "Saturday",
+    "sun": "Sunday",
+}
+_CURRENCY = {
+    "$": ("dollar", "dollars", "cent", "cents"),
+    "€": ("euro", "euros", "cent", "cents"),
+    "£": ("pound", "pounds", "penny", "pence"),
+    "¥": ("yen", "yen", "", ""),
+    "usd": ("dollar", "dollars", "cent", "cents"),
+    "eur": ("euro", "euros", "cent", "cents"),
+    "gbp": ("pound", "pounds", "penny", "pence"),
+    "chf": ("franc", "francs", "centime", "centimes"),
+}
+_MULTIPLIER = {
+    "k": "thousand",
+    "m": "million",
+    "mn": "million",
+    "bn": "billion",
+    "b": "billion",
+    "million": "million",
+    "billion": "billion",
+    "thousand": "thousand",
+}
 _ABBREVIATIONS: tuple[tuple[str, str], ...] = (
     (r"\be\.\s?g\.(?=[\s,:;)]|$),?", "for example,"),
     (r"\bi\.\s?e\.(?=[\s,:;)]|$),?", "that is,"),
@@ -115,7 +153,7 @@ def _time_12(m: re.Match[str]) -> str:
     if not (1 <= hour <= 12 and minute < 60):
         return m.group(0)
     spoken = _clock(hour, minute, "AM" if m.group(3).lower() == "a" else "PM")
-    rest = m.string[m.end():m.end() + 3]
+    rest = m.string[m.end() : m.end() + 3]
     # "at 2 a.m. Then": the period of "a.m." also ended the sentence
     ends = m.group(0).endswith(".") and (not rest.strip() or rest.lstrip()[:1].isupper())
     return spoken + ("." if ends else "")
@@ -197,26 +235,32 @@ def _code(m: re.Match[str]) -> str:
     return "a reference code"
 
 
-_RULES: tuple[Rule, ...] = tuple((re.compile(p, flags), f) for p, flags, f in (
-    (r"\b(\d{4})-(\d{2})-(\d{2})(?:[T ](?=\d))?", 0, _iso_date),
-    (r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", 0, _slash_date),
-    (r"\b(Mon|Tues?|Wed|Thu(?:rs?)?|Fri|Sat|Sun)\b\.?(,|\s(?=\d|" + _MONTH + r"))", 0, _weekday),
-    (r"\b" + _MONTH + r"\s(\d{1,2})(?:st|nd|rd|th)?\b(?!:)(,?\s(\d{4})\b)?", 0, _month_day),
-    (r"\b(\d{1,2})(st|nd|rd|th)?\s(?:of\s)?" + _MONTH + r"(?:,?\s(\d{4})\b)?", 0, _day_month),
-    (r"\b(\d{1,2})(?::([0-5]\d))?\s?([ap])\.?\s?m\b\.?", re.IGNORECASE, _time_12),
-    (r"(?<![\d:.])([01]?\d|2[0-3]):([0-5]\d)(?![\d:])(?:\s?h\b)?", 0, _time_24),
-    (r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[ .-]\(?\d{2,4}\)?){2,5}(?!\w|\.\d)", 0, _phone),
-    (r"([$€£¥])\s?(\d[\d,]*(?:\.\d+)?)(?:\s?(k|m|mn|bn|b|million|billion|thousand)\b)?", re.IGNORECASE,
-     _money_before),
-    (r"\b(\d[\d,]*(\.\d+)?)\s?(USD|EUR|GBP|CHF|€|£)(?!\w)", 0, _money_after),
-    (r"\b(USD|EUR|GBP|CHF)\s?(\d[\d,]*(?:\.\d+)?)\b", 0, _money_code_first),
-    (r"\b(\d+(?:\.\d+)?)\s?%", 0, _percent),
-    (r"\b(\d+)(?:st|nd|rd|th)\b", 0, _ordinal),
-    (r"\b(\d{1,4})\s?[–-]\s?(\d{1,4})\b", 0, _range),
-    (r"\b(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{12,}\b", 0, _code),
-    (r"\b([A-Z]{1,3})(\d{1,6})\b", 0, _letters_number),
-    (r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.])\d+(?:\.\d+)?(?![\w])", 0, _number),
-))
+_RULES: tuple[Rule, ...] = tuple(
+    (re.compile(p, flags), f)
+    for p, flags, f in (
+        (r"\b(\d{4})-(\d{2})-(\d{2})(?:[T ](?=\d))?", 0, _iso_date),
+        (r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", 0, _slash_date),
+        (r"\b(Mon|Tues?|Wed|Thu(?:rs?)?|Fri|Sat|Sun)\b\.?(,|\s(?=\d|" + _MONTH + r"))", 0, _weekday),
+        (r"\b" + _MONTH + r"\s(\d{1,2})(?:st|nd|rd|th)?\b(?!:)(,?\s(\d{4})\b)?", 0, _month_day),
+        (r"\b(\d{1,2})(st|nd|rd|th)?\s(?:of\s)?" + _MONTH + r"(?:,?\s(\d{4})\b)?", 0, _day_month),
+        (r"\b(\d{1,2})(?::([0-5]\d))?\s?([ap])\.?\s?m\b\.?", re.IGNORECASE, _time_12),
+        (r"(?<![\d:.])([01]?\d|2[0-3]):([0-5]\d)(?![\d:])(?:\s?h\b)?", 0, _time_24),
+        (r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[ .-]\(?\d{2,4}\)?){2,5}(?!\w|\.\d)", 0, _phone),
+        (
+            r"([$€£¥])\s?(\d[\d,]*(?:\.\d+)?)(?:\s?(k|m|mn|bn|b|million|billion|thousand)\b)?",
+            re.IGNORECASE,
+            _money_before,
+        ),
+        (r"\b(\d[\d,]*(\.\d+)?)\s?(USD|EUR|GBP|CHF|€|£)(?!\w)", 0, _money_after),
+        (r"\b(USD|EUR|GBP|CHF)\s?(\d[\d,]*(?:\.\d+)?)\b", 0, _money_code_first),
+        (r"\b(\d+(?:\.\d+)?)\s?%", 0, _percent),
+        (r"\b(\d+)(?:st|nd|rd|th)\b", 0, _ordinal),
+        (r"\b(\d{1,4})\s?[–-]\s?(\d{1,4})\b", 0, _range),
+        (r"\b(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{12,}\b", 0, _code),
+        (r"\b([A-Z]{1,3})(\d{1,6})\b", 0, _letters_number),
+        (r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.])\d+(?:\.\d+)?(?![\w])", 0, _number),
+    )
+)
 _ABBREVIATION_RULES = tuple((re.compile(p), r) for p, r in _ABBREVIATIONS)
 _SYMBOLS = re.compile(r"[\u2600-\u27bf\U0001f000-\U0001faff\ufe0f\u200d•→←↑↓▶►✓✔★☆|]+")
 

@@ -44,8 +44,10 @@ def cron_trigger(expression: str, timezone: str = "", *, key: str = "summary.cro
             return CronTrigger(**dict(zip(_FIELDS6, fields, strict=True)), timezone=tz)
     except (ValueError, LookupError) as exc:
         raise ConfigError(f"setting {key} = {expression!r} is invalid: {exc}") from exc
-    raise ConfigError(f"setting {key} = {expression!r} is invalid: expected a crontab line such as "
-                      "'0 7 * * mon-fri' (minute hour day month weekday), or six fields with seconds first")
+    raise ConfigError(
+        f"setting {key} = {expression!r} is invalid: expected a crontab line such as "
+        "'0 7 * * mon-fri' (minute hour day month weekday), or six fields with seconds first"
+    )
 
 
 def summary_jobs(settings: Settings) -> list[SummaryJob]:
@@ -59,8 +61,10 @@ def summary_jobs(settings: Settings) -> list[SummaryJob]:
     for entry in settings.summary.account_cron:
         name, sep, cron = entry.partition("=")
         if not sep or name.strip() not in accounts:
-            raise ConfigError(f"setting summary.account_cron entry {entry!r} is invalid: expected "
-                              f"'NAME=CRON' with NAME one of {', '.join(accounts) or '(no accounts)'}")
+            raise ConfigError(
+                f"setting summary.account_cron entry {entry!r} is invalid: expected "
+                f"'NAME=CRON' with NAME one of {', '.join(accounts) or '(no accounts)'}"
+            )
         overrides[name.strip()] = cron.strip()
     jobs = []
     for account in accounts:
@@ -91,8 +95,15 @@ class _Voice:
             return self._engine
 
 
-def produce_summary(settings: Settings, store: Store, tts: TtsEngine, account: str, *,
-                    send: bool | None = None, folder: Path | None = None) -> SpokenSummary:
+def produce_summary(
+    settings: Settings,
+    store: Store,
+    tts: TtsEngine,
+    account: str,
+    *,
+    send: bool | None = None,
+    folder: Path | None = None,
+) -> SpokenSummary:
     """Speak one account's summary, seal it (with its mail to the owners) and write it to the folder if set."""
     from mailvoice.spoken.summary import speak_summary, summary_records
 
@@ -118,9 +129,14 @@ def write_summary_file(folder: Path, spoken: SpokenSummary, account: str) -> Pat
     return path
 
 
-def schedule_summaries(scheduler: Any, settings: Settings, store: Store, *,
-                       tts_factory: Callable[[], TtsEngine] | None = None,
-                       worker: ModelWorker | None = None) -> list[str]:
+def schedule_summaries(
+    scheduler: Any,
+    settings: Settings,
+    store: Store,
+    *,
+    tts_factory: Callable[[], TtsEngine] | None = None,
+    worker: ModelWorker | None = None,
+) -> list[str]:
     """Add a cron job per account to an AsyncIOScheduler; returns the job ids ("summary:<account>").
 
     Each run synthesizes on a dedicated model thread (never on the loop), records the summary and its mail in one
@@ -148,8 +164,16 @@ def schedule_summaries(scheduler: Any, settings: Settings, store: Store, *,
     for job in jobs:
         trigger = cron_trigger(job.cron, settings.summary.timezone, key=f"summary cron for {job.account}")
         job_id = f"summary:{job.account}"
-        scheduler.add_job(run, trigger, args=(job.account,), id=job_id, replace_existing=True,
-                          coalesce=True, max_instances=1, misfire_grace_time=3600)
+        scheduler.add_job(
+            run,
+            trigger,
+            args=(job.account,),
+            id=job_id,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=3600,
+        )
         ids.append(job_id)
         log.info("summary for %s scheduled: %s", job.account, job.cron)
     return ids

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_FORBIDDEN = frozenset("\r\n\0\"\\")
+_FORBIDDEN = frozenset('\r\n\0"\\')
 
 
 def _connect(acc: AccountSettings) -> Any:
@@ -33,8 +33,9 @@ def _sent_folder(client: Any, configured: str) -> str:
         found = client.find_special_folder(SENT)
         name = found if isinstance(found, str) and found else "Sent"
     if not name or len(name) > 512 or any(c in _FORBIDDEN or ord(c) < 0x20 for c in name):
-        raise ConfigError(f"setting voice_email.sent_folder = {name!r} is invalid: no quotes, backslashes or "
-                          "control characters")
+        raise ConfigError(
+            f"setting voice_email.sent_folder = {name!r} is invalid: no quotes, backslashes or control characters"
+        )
     if not client.folder_exists(name):
         client.create_folder(name)
     return name

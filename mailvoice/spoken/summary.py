@@ -108,12 +108,19 @@ def _item(message: Message, settings: Settings) -> SummaryItem:
     if message.kind == "voicemail":
         sender = normalize(c.caller) if c.caller else "an unknown caller"
         gist = first_sentences(normalize(c.text), count) if c.text else "No speech was detected."
-        return SummaryItem("voicemail", sender, "", gist, message.created_at, is_vip(c.sender, settings.summary.vip),
-                           message.id)
+        return SummaryItem(
+            "voicemail", sender, "", gist, message.created_at, is_vip(c.sender, settings.summary.vip), message.id
+        )
     name, addr = parseaddr(c.sender)
-    return SummaryItem("text", normalize(speak_address(name, addr)), normalize(speak_subject(c.subject)),
-                       first_sentences(clean_body(c.text), count), message.created_at,
-                       is_vip(c.sender, settings.summary.vip), message.id)
+    return SummaryItem(
+        "text",
+        normalize(speak_address(name, addr)),
+        normalize(speak_subject(c.subject)),
+        first_sentences(clean_body(c.text), count),
+        message.created_at,
+        is_vip(c.sender, settings.summary.vip),
+        message.id,
+    )
 
 
 def collect(store: Store, account: str, since: datetime, settings: Settings) -> list[SummaryItem]:
@@ -128,8 +135,7 @@ def collect(store: Store, account: str, since: datetime, settings: Settings) -> 
 
 def rank(items: list[SummaryItem]) -> list[SummaryItem]:
     """Voicemails first, then VIP senders, then everything else; newest first within each group."""
-    return sorted(items, key=lambda i: (0 if i.kind == "voicemail" else 1 if i.vip else 2,
-                                        -i.received.timestamp()))
+    return sorted(items, key=lambda i: (0 if i.kind == "voicemail" else 1 if i.vip else 2, -i.received.timestamp()))
 
 
 def _plural(n: int, word: str) -> str:
@@ -141,34 +147,62 @@ def _length_words(seconds: float) -> str:
     return "Under a minute" if minutes < 1 else f"About {_plural(minutes, 'minute')}"
 
 
-def build_script(items: list[SummaryItem], settings: Settings, *, account: str, since: str,
-                 now: datetime) -> SummaryScript:
+def build_script(
+    items: list[SummaryItem], settings: Settings, *, account: str, since: str, now: datetime
+) -> SummaryScript:
     """Fill the summary templates (templates/summary.*); the opening estimates its own length."""
     tdir = settings.delivery.templates_dir
-    shown = items[:max(1, settings.summary.max_items)]
+    shown = items[: max(1, settings.summary.max_items)]
     voicemails = sum(1 for i in items if i.kind == "voicemail")
     period = period_words(since)
     if not items:
         text = render("summary.empty", {"period": period, "account": account}, tdir)
     else:
         spoken_items = [
-            render("summary.item", {"kind": "Voicemail" if i.kind == "voicemail" else "Message",
-                                    "sender": i.sender, "about": f", about {i.subject}" if i.subject else "",
-                                    "gist": i.gist, "account": account}, tdir).strip()
+            render(
+                "summary.item",
+                {
+                    "kind": "Voicemail" if i.kind == "voicemail" else "Message",
+                    "sender": i.sender,
+                    "about": f", about {i.subject}" if i.subject else "",
+                    "gist": i.gist,
+                    "account": account,
+                },
+                tdir,
+            ).strip()
             for i in shown
         ]
         hidden = len(items) - len(shown)
-        values = {"messages": _plural(len(items), "new message").capitalize(), "period": period,
-                  "voicemails": _plural(voicemails, "voicemail"), "items": "\n\n".join(spoken_items),
-                  "more": f"And {_plural(hidden, 'more message')}." if hidden else "", "account": account,
-                  "length": "$length"}
+        values = {
+            "messages": _plural(len(items), "new message").capitalize(),
+            "period": period,
+            "voicemails": _plural(voicemails, "voicemail"),
+            "items": "\n\n".join(spoken_items),
+            "more": f"And {_plural(hidden, 'more message')}." if hidden else "",
+            "account": account,
+            "length": "$length",
+        }
         draft = render("summary.script", values, tdir)
         length = _length_words(len(draft) / CHARS_PER_SECOND)
         text = draft.replace("$length", length)
-    subject = render("summary.subject", {"count": str(len(items)), "voicemail_count": str(voicemails),
-                                         "date": now.strftime("%a %d %b %H:%M"), "account": account}, tdir)
-    return SummaryScript(text=normalize(text).strip(), subject=" ".join(subject.split()), account=account,
-                         count=len(items), voicemails=voicemails, items=tuple(items))
+    subject = render(
+        "summary.subject",
+        {
+            "count": str(len(items)),
+            "voicemail_count": str(voicemails),
+            "date": now.strftime("%a %d %b %H:%M"),
+            "account": account,
+        },
+        tdir,
+    )
+    return SummaryScript(
+        text=normalize(text).strip(),
+        subject=" ".join(subject.split()),
+        account=account,
+        count=len(items),
+        voicemails=voicemails,
+        items=tuple(items),
+    )
 
 
 def synthesize(tts: TtsEngine, text: str) -> AudioClip:
@@ -178,8 +212,16 @@ def synthesize(tts: TtsEngine, text: str) -> AudioClip:
     return assemble(tts.synthesize(text))
 
 
-def speak_summary(settings: Settings, store: Store, tts: TtsEngine, *, account: str, since: str = "",
-                  fmt: str | None = None, now: datetime | None = None) -> SpokenSummary:
+def speak_summary(
+    settings: Settings,
+    store: Store,
+    tts: TtsEngine,
+    *,
+    account: str,
+    since: str = "",
+    fmt: str | None = None,
+    now: datetime | None = None,
+) -> SpokenSummary:
     """Collect, script, synthesize and encode one account's summary (blocking: run it off the event loop)."""
     from mailvoice.audio import encode_audio
     from mailvoice.store.records import utcnow
@@ -211,26 +253,31 @@ def _script_html(text: str) -> str:
     return "\n".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p.strip())
 
 
-def build_summary_mail(settings: Settings, spoken: SpokenSummary, *, sender: str,
-                       recipients: tuple[str, ...], message_id: str) -> EmailMessage:
+def build_summary_mail(
+    settings: Settings, spoken: SpokenSummary, *, sender: str, recipients: tuple[str, ...], message_id: str
+) -> EmailMessage:
     """The summary as a mail: the script as text and HTML, the audio attached."""
     from mailvoice.audio import content_type_for, extension_for
 
     s, tdir = spoken.script, settings.delivery.templates_dir
-    values = {"account": s.account, "duration": format_duration(spoken.duration), "count": str(s.count),
-              "voicemail_count": str(s.voicemails)}
+    values = {
+        "account": s.account,
+        "duration": format_duration(spoken.duration),
+        "count": str(s.count),
+        "voicemail_count": str(s.voicemails),
+    }
     msg = auto_mail("summary", subject=s.subject, sender=sender, recipients=recipients, message_id=message_id)
     msg.set_content(render("summary.txt", {**values, "script": s.text}, tdir))
     esc = {k: html.escape(v) for k, v in values.items()}
     msg.add_alternative(render("summary.html", {**esc, "script": _script_html(s.text)}, tdir), subtype="html")
     maintype, _, subtype = content_type_for(spoken.format).partition("/")
-    msg.add_attachment(spoken.audio, maintype=maintype, subtype=subtype,
-                       filename=f"inbox-summary{extension_for(spoken.format)}")
+    msg.add_attachment(
+        spoken.audio, maintype=maintype, subtype=subtype, filename=f"inbox-summary{extension_for(spoken.format)}"
+    )
     return msg
 
 
-def summary_records(settings: Settings, spoken: SpokenSummary, *, send: bool) -> tuple[NewMessage,
-                                                                                       NewOutgoing | None]:
+def summary_records(settings: Settings, spoken: SpokenSummary, *, send: bool) -> tuple[NewMessage, NewOutgoing | None]:
     """The sealed summary row, and its mail to the owners when send is true (record both in one transaction)."""
     from mailvoice.audio import content_type_for, extension_for
     from mailvoice.compose import envelope_addresses
@@ -240,12 +287,17 @@ def summary_records(settings: Settings, spoken: SpokenSummary, *, send: bool) ->
 
     s = spoken.script
     recipients = owner_recipients(settings, s.account)
-    content = MessageContent(text=s.text, subject=s.subject, recipients=recipients,
-                             source=f"summary of {s.count} message(s)",
-                             audio_filename=f"inbox-summary{extension_for(spoken.format)}",
-                             audio_type=content_type_for(spoken.format))
-    message = NewMessage(kind="summary", account=s.account, content=content, duration=spoken.duration,
-                         language="en", audio=spoken.audio)
+    content = MessageContent(
+        text=s.text,
+        subject=s.subject,
+        recipients=recipients,
+        source=f"summary of {s.count} message(s)",
+        audio_filename=f"inbox-summary{extension_for(spoken.format)}",
+        audio_type=content_type_for(spoken.format),
+    )
+    message = NewMessage(
+        kind="summary", account=s.account, content=content, duration=spoken.duration, language="en", audio=spoken.audio
+    )
     if not send:
         return message, None
     ctx = contexts(settings).get(s.account)
@@ -253,6 +305,10 @@ def summary_records(settings: Settings, spoken: SpokenSummary, *, send: bool) ->
     bare_sender = envelope_addresses((sender,))[0]
     mid = make_message_id(bare_sender.rpartition("@")[2] or "mailvoice.invalid")
     mail = build_summary_mail(settings, spoken, sender=sender, recipients=recipients, message_id=mid)
-    out = NewOutgoing(message_id_header=mid, raw=mail.as_bytes(policy=SMTP),
-                      envelope=Envelope(sender=bare_sender, recipients=recipients), message_id=message.id)
+    out = NewOutgoing(
+        message_id_header=mid,
+        raw=mail.as_bytes(policy=SMTP),
+        envelope=Envelope(sender=bare_sender, recipients=recipients),
+        message_id=message.id,
+    )
     return message, out

@@ -35,8 +35,9 @@ def _init_schema(db: Db) -> None:
         try:
             from mailvoice.store.migrations import upgrade
         except ImportError as exc:
-            raise StoreError(f"store {db.where}: PostgreSQL needs the postgres extra: "
-                             "pip install 'mailvoice[postgres]'") from exc
+            raise StoreError(
+                f"store {db.where}: PostgreSQL needs the postgres extra: pip install 'mailvoice[postgres]'"
+            ) from exc
         upgrade(db.engine)  # Alembic, under an advisory lock: many workers may start at once
     metadata.create_all(db.engine)
     with db.write() as conn:
@@ -44,8 +45,10 @@ def _init_schema(db: Db) -> None:
         if not found:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
         elif max(found) > SCHEMA_VERSION:
-            raise StoreError(f"store {db.where} has schema version {max(found)}, newer than this mailvoice "
-                             f"understands ({SCHEMA_VERSION}): upgrade mailvoice")
+            raise StoreError(
+                f"store {db.where} has schema version {max(found)}, newer than this mailvoice "
+                f"understands ({SCHEMA_VERSION}): upgrade mailvoice"
+            )
 
 
 class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, WorkQueries):
@@ -101,12 +104,12 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, Wor
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
-    def _insert(self, conn: Connection, messages: Sequence[NewMessage],
-                outgoing: Sequence[NewOutgoing]) -> None:
+    def _insert(self, conn: Connection, messages: Sequence[NewMessage], outgoing: Sequence[NewOutgoing]) -> None:
         for message in messages:
             message_rows.insert(conn, self._db, message)
         for mail in outgoing:
@@ -118,42 +121,57 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, Wor
             with self._db.write() as conn:
                 self._insert(conn, messages, outgoing)
         except IntegrityError as exc:
-            raise StoreError(f"store {self._db.where}: record failed ({exc.orig}); "
-                             "nothing was recorded") from exc
+            raise StoreError(f"store {self._db.where}: record failed ({exc.orig}); nothing was recorded") from exc
 
-    def _record_item(self, ref: SourceRef, what: str, messages: Sequence[NewMessage],
-                     outgoing: Sequence[NewOutgoing], quarantine: tuple[str, bytes] | None) -> Outcome:
+    def _record_item(
+        self,
+        ref: SourceRef,
+        what: str,
+        messages: Sequence[NewMessage],
+        outgoing: Sequence[NewOutgoing],
+        quarantine: tuple[str, bytes] | None,
+    ) -> Outcome:
         try:
             with self._db.write() as conn:
                 if ledger_rows.known(conn, ref):
                     return "duplicate"
                 self._insert(conn, messages, outgoing)
                 qid = quarantine_rows.insert(conn, self._db, ref, *quarantine) if quarantine else None
-                ledger_rows.insert(conn, ref, "quarantined" if quarantine else "done",
-                                   message_id=messages[0].id if messages else None, quarantine_id=qid)
+                ledger_rows.insert(
+                    conn,
+                    ref,
+                    "quarantined" if quarantine else "done",
+                    message_id=messages[0].id if messages else None,
+                    quarantine_id=qid,
+                )
         except IntegrityError as exc:
             # A concurrent run committed the same item between our check and our insert (PostgreSQL).
             with self._db.read() as conn:
                 if ledger_rows.known(conn, ref):
                     return "duplicate"
             item = f"uid {ref.uid}" if ref.uid is not None else f"key {ref.key}"
-            raise StoreError(f"store {self._db.where}: recording {what} {ref.account}/{ref.folder} {item} "
-                             f"failed ({exc.orig}); nothing was recorded") from exc
+            raise StoreError(
+                f"store {self._db.where}: recording {what} {ref.account}/{ref.folder} {item} "
+                f"failed ({exc.orig}); nothing was recorded"
+            ) from exc
         return "recorded"
 
-    def record_processed(self, ref: SourceRef, messages: Sequence[NewMessage] = (),
-                         outgoing: Sequence[NewOutgoing] = ()) -> Outcome:
+    def record_processed(
+        self, ref: SourceRef, messages: Sequence[NewMessage] = (), outgoing: Sequence[NewOutgoing] = ()
+    ) -> Outcome:
         """One durable transaction: messages + outbox + ledger row, or nothing; "duplicate" if known."""
         return self._record_item(ref, "processed item", messages, outgoing, None)
 
-    def record_quarantined(self, ref: SourceRef, reason: str, raw: bytes,
-                           outgoing: Sequence[NewOutgoing] = ()) -> Outcome:
+    def record_quarantined(
+        self, ref: SourceRef, reason: str, raw: bytes, outgoing: Sequence[NewOutgoing] = ()
+    ) -> Outcome:
         """One durable transaction: quarantine row (raw sealed) + ledger row (+ a notice to the owner);
         "duplicate" if known."""
         return self._record_item(ref, "quarantined item", (), outgoing, (reason, raw))
 
-    def record_retried(self, quarantine_id: str, messages: Sequence[NewMessage] = (),
-                       outgoing: Sequence[NewOutgoing] = ()) -> Outcome:
+    def record_retried(
+        self, quarantine_id: str, messages: Sequence[NewMessage] = (), outgoing: Sequence[NewOutgoing] = ()
+    ) -> Outcome:
         """A quarantined item re-ran fine: its messages and mails, ledger 'done', quarantine 'retried'."""
         try:
             with self._db.write() as conn:
@@ -164,12 +182,17 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, Wor
                 if state != "open":
                     return "duplicate"
                 self._insert(conn, messages, outgoing)
-                conn.execute(ledger.update().where(ledger.c.quarantine_id == quarantine_id)
-                             .values(state="done", message_id=messages[0].id if messages else None))
+                conn.execute(
+                    ledger.update()
+                    .where(ledger.c.quarantine_id == quarantine_id)
+                    .values(state="done", message_id=messages[0].id if messages else None)
+                )
                 quarantine_rows.set_state(conn, quarantine_id, "retried", attempts=quarantine.c.attempts + 1)
         except IntegrityError as exc:
-            raise StoreError(f"store {self._db.where}: recording the retry of {quarantine_id} failed "
-                             f"({exc.orig}); nothing was recorded") from exc
+            raise StoreError(
+                f"store {self._db.where}: recording the retry of {quarantine_id} failed "
+                f"({exc.orig}); nothing was recorded"
+            ) from exc
         return "recorded"
 
     def key_ids_in_use(self) -> frozenset[str]:

@@ -76,8 +76,10 @@ def make_engine(url: str) -> Engine:
         try:
             _private_sqlite_file(Path(database))
         except OSError as exc:
-            raise StoreError(f"store database {parsed.database} cannot be created ({exc.strerror}); "
-                             "check general.data_dir / general.store_url") from exc
+            raise StoreError(
+                f"store database {parsed.database} cannot be created ({exc.strerror}); "
+                "check general.data_dir / general.store_url"
+            ) from exc
     kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}} if is_sqlite else {}
     if parsed.get_backend_name() == "postgresql":
         # A dead or cut-off peer ends its session within about a minute (and with it its advisory-lock lease).
@@ -154,8 +156,9 @@ def resolve_id(conn: Connection, table: Table, ident: str, what: str, where: str
     """A row id from a full id or a unique prefix of at least MIN_PREFIX hex digits (what the CLI shows)."""
     ident = ident.strip().lower()
     if len(ident) < MIN_PREFIX or not set(ident) <= _HEX:
-        raise StoreError(f"{what} id {ident!r} is not valid: give the id or at least {MIN_PREFIX} of its "
-                         "first hex digits")
+        raise StoreError(
+            f"{what} id {ident!r} is not valid: give the id or at least {MIN_PREFIX} of its first hex digits"
+        )
     query = select(table.c.id).where(table.c.id.startswith(ident, autoescape=True)).limit(2)
     found = conn.execute(query).all()
     if not found:

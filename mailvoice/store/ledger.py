@@ -14,24 +14,40 @@ from mailvoice.store.schema import cursors, ledger
 def known(conn: Connection, ref: SourceRef) -> bool:
     """True if the ledger has this item, by its source identity or by Message-ID plus content."""
     if ref.uid is not None:
-        same_place = and_(ledger.c.folder == ref.folder, ledger.c.uidvalidity == ref.uidvalidity,
-                          ledger.c.uid == ref.uid)
+        same_place = and_(
+            ledger.c.folder == ref.folder, ledger.c.uidvalidity == ref.uidvalidity, ledger.c.uid == ref.uid
+        )
     else:
         same_place = and_(ledger.c.folder == ref.folder, ledger.c.source_key == ref.key)
-    same_content = and_(ledger.c.message_id_hash == ref.message_id_hash,
-                        ledger.c.content_hash == ref.content_hash)
+    same_content = and_(ledger.c.message_id_hash == ref.message_id_hash, ledger.c.content_hash == ref.content_hash)
     query = select(ledger.c.id).where(ledger.c.account == ref.account, or_(same_place, same_content)).limit(1)
     return conn.execute(query).first() is not None
 
 
-def insert(conn: Connection, ref: SourceRef, state: LedgerState, *, message_id: str | None = None,
-           quarantine_id: str | None = None) -> None:
+def insert(
+    conn: Connection,
+    ref: SourceRef,
+    state: LedgerState,
+    *,
+    message_id: str | None = None,
+    quarantine_id: str | None = None,
+) -> None:
     """Add the ledger row (inside the caller's transaction); unique constraints catch a concurrent twin."""
-    conn.execute(ledger.insert().values(
-        account=ref.account, folder=ref.folder, uidvalidity=ref.uidvalidity, uid=ref.uid, source_key=ref.key,
-        message_id_hash=ref.message_id_hash, content_hash=ref.content_hash, state=state,
-        message_id=message_id, quarantine_id=quarantine_id, created_at=to_db_time(utcnow()),
-    ))
+    conn.execute(
+        ledger.insert().values(
+            account=ref.account,
+            folder=ref.folder,
+            uidvalidity=ref.uidvalidity,
+            uid=ref.uid,
+            source_key=ref.key,
+            message_id_hash=ref.message_id_hash,
+            content_hash=ref.content_hash,
+            state=state,
+            message_id=message_id,
+            quarantine_id=quarantine_id,
+            created_at=to_db_time(utcnow()),
+        )
+    )
 
 
 class LedgerQueries:
@@ -41,23 +57,40 @@ class LedgerQueries:
 
     def seen(self, account: str, folder: str, uidvalidity: int, uid: int) -> bool:
         """True if this IMAP item (UIDVALIDITY + UID) was already done or quarantined."""
-        query = select(ledger.c.id).where(ledger.c.account == account, ledger.c.folder == folder,
-                                          ledger.c.uidvalidity == uidvalidity, ledger.c.uid == uid).limit(1)
+        query = (
+            select(ledger.c.id)
+            .where(
+                ledger.c.account == account,
+                ledger.c.folder == folder,
+                ledger.c.uidvalidity == uidvalidity,
+                ledger.c.uid == uid,
+            )
+            .limit(1)
+        )
         with self._db.read() as conn:
             return conn.execute(query).first() is not None
 
     def seen_key(self, account: str, folder: str, key: str) -> bool:
         """True if this Maildir item was already done or quarantined."""
-        query = select(ledger.c.id).where(ledger.c.account == account, ledger.c.folder == folder,
-                                          ledger.c.source_key == key).limit(1)
+        query = (
+            select(ledger.c.id)
+            .where(ledger.c.account == account, ledger.c.folder == folder, ledger.c.source_key == key)
+            .limit(1)
+        )
         with self._db.read() as conn:
             return conn.execute(query).first() is not None
 
     def seen_content(self, account: str, message_id_hash: str, content_hash: str) -> bool:
         """True if the same mail was handled under another UID (renumbered mailbox, new UIDVALIDITY, copy)."""
-        query = select(ledger.c.id).where(ledger.c.account == account,
-                                          ledger.c.message_id_hash == message_id_hash,
-                                          ledger.c.content_hash == content_hash).limit(1)
+        query = (
+            select(ledger.c.id)
+            .where(
+                ledger.c.account == account,
+                ledger.c.message_id_hash == message_id_hash,
+                ledger.c.content_hash == content_hash,
+            )
+            .limit(1)
+        )
         with self._db.read() as conn:
             return conn.execute(query).first() is not None
 
@@ -68,8 +101,9 @@ class LedgerQueries:
 
     def max_uid(self, account: str, folder: str, uidvalidity: int) -> int | None:
         """The highest UID in the ledger for this folder and UIDVALIDITY, or None."""
-        query = select(func.max(ledger.c.uid)).where(ledger.c.account == account, ledger.c.folder == folder,
-                                                     ledger.c.uidvalidity == uidvalidity)
+        query = select(func.max(ledger.c.uid)).where(
+            ledger.c.account == account, ledger.c.folder == folder, ledger.c.uidvalidity == uidvalidity
+        )
         with self._db.read() as conn:
             value = conn.execute(query).scalar()
         return int(value) if value is not None else None
@@ -81,13 +115,22 @@ class LedgerQueries:
             row = conn.execute(query).first()
         if row is None:
             return None
-        return Cursor(account=row.account, folder=row.folder, uidvalidity=row.uidvalidity,
-                      last_uid=row.last_uid, baseline=row.baseline)
+        return Cursor(
+            account=row.account,
+            folder=row.folder,
+            uidvalidity=row.uidvalidity,
+            last_uid=row.last_uid,
+            baseline=row.baseline,
+        )
 
     def save_cursor(self, cursor: Cursor) -> None:
         """Insert or replace the folder's poll cursor."""
-        values = {"uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "baseline": cursor.baseline,
-                  "updated_at": to_db_time(utcnow())}
+        values = {
+            "uidvalidity": cursor.uidvalidity,
+            "last_uid": cursor.last_uid,
+            "baseline": cursor.baseline,
+            "updated_at": to_db_time(utcnow()),
+        }
         where = (cursors.c.account == cursor.account, cursors.c.folder == cursor.folder)
         # Portable upsert: a concurrent insert between our UPDATE and INSERT gets one retry.
         for _ in range(2):
@@ -95,10 +138,8 @@ class LedgerQueries:
                 with self._db.write() as conn:
                     if conn.execute(update(cursors).where(*where).values(**values)).rowcount:
                         return
-                    conn.execute(cursors.insert()
-                                 .values(account=cursor.account, folder=cursor.folder, **values))
+                    conn.execute(cursors.insert().values(account=cursor.account, folder=cursor.folder, **values))
                     return
             except IntegrityError:
                 continue
         raise StoreError(f"store {self._db.where}: cursor {cursor.account}/{cursor.folder} kept conflicting")
-

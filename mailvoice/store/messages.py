@@ -34,25 +34,43 @@ def content_to_json(content: MessageContent) -> dict[str, Any]:
 
 def _transcript(doc: dict[str, Any]) -> Transcript:
     segments = tuple(
-        Segment(start=s["start"], end=s["end"], text=s["text"], avg_logprob=s["avg_logprob"],
-                no_speech_prob=s["no_speech_prob"],
-                words=tuple(Word(start=w["start"], end=w["end"], word=w["word"], probability=w["probability"])
-                            for w in s["words"]))
+        Segment(
+            start=s["start"],
+            end=s["end"],
+            text=s["text"],
+            avg_logprob=s["avg_logprob"],
+            no_speech_prob=s["no_speech_prob"],
+            words=tuple(
+                Word(start=w["start"], end=w["end"], word=w["word"], probability=w["probability"]) for w in s["words"]
+            ),
+        )
         for s in doc["segments"]
     )
-    return Transcript(text=doc["text"], language=doc["language"], duration=doc["duration"], segments=segments,
-                      no_speech=doc["no_speech"], language_probability=doc["language_probability"])
+    return Transcript(
+        text=doc["text"],
+        language=doc["language"],
+        duration=doc["duration"],
+        segments=segments,
+        no_speech=doc["no_speech"],
+        language_probability=doc["language_probability"],
+    )
 
 
 def content_from_json(doc: dict[str, Any]) -> MessageContent:
     """The payload, opened, back to a MessageContent."""
     transcript = doc.get("transcript")
     return MessageContent(
-        text=doc.get("text", ""), transcript=_transcript(transcript) if transcript else None,
-        caller=doc.get("caller", ""), subject=doc.get("subject", ""), sender=doc.get("sender", ""),
-        recipients=tuple(doc.get("recipients", ())), source=doc.get("source", ""),
-        audio_filename=doc.get("audio_filename", ""), audio_type=doc.get("audio_type", ""),
-        message_id=doc.get("message_id", ""), references=tuple(doc.get("references", ())),
+        text=doc.get("text", ""),
+        transcript=_transcript(transcript) if transcript else None,
+        caller=doc.get("caller", ""),
+        subject=doc.get("subject", ""),
+        sender=doc.get("sender", ""),
+        recipients=tuple(doc.get("recipients", ())),
+        source=doc.get("source", ""),
+        audio_filename=doc.get("audio_filename", ""),
+        audio_type=doc.get("audio_type", ""),
+        message_id=doc.get("message_id", ""),
+        references=tuple(doc.get("references", ())),
     )
 
 
@@ -60,13 +78,21 @@ def insert(conn: Connection, db: Db, new: NewMessage) -> None:
     """Seal and insert one message (inside the caller's transaction)."""
     sealer = db.sealer
     audio = new.audio if db.keep_audio else None
-    conn.execute(messages.insert().values(
-        id=new.id, kind=new.kind, account=new.account, created_at=to_db_time(new.created_at),
-        state=new.state, duration=new.duration, language=new.language, key_id=sealer.active_key_id,
-        payload=sealer.seal_json(content_to_json(new.content), record_aad(TABLE, new.id, "payload")),
-        audio=sealer.seal(audio, record_aad(TABLE, new.id, "audio")) if audio is not None else None,
-        audio_size=len(audio) if audio is not None else None,
-    ))
+    conn.execute(
+        messages.insert().values(
+            id=new.id,
+            kind=new.kind,
+            account=new.account,
+            created_at=to_db_time(new.created_at),
+            state=new.state,
+            duration=new.duration,
+            language=new.language,
+            key_id=sealer.active_key_id,
+            payload=sealer.seal_json(content_to_json(new.content), record_aad(TABLE, new.id, "payload")),
+            audio=sealer.seal(audio, record_aad(TABLE, new.id, "audio")) if audio is not None else None,
+            audio_size=len(audio) if audio is not None else None,
+        )
+    )
 
 
 class MessageQueries:
@@ -77,13 +103,17 @@ class MessageQueries:
     def _open_message(self, row: Row[Any]) -> Message:
         sealer = self._db.sealer
         return Message(
-            id=row.id, kind=cast(MessageKind, row.kind), account=row.account,
-            created_at=from_db_time(row.created_at), state=row.state, duration=row.duration,
+            id=row.id,
+            kind=cast(MessageKind, row.kind),
+            account=row.account,
+            created_at=from_db_time(row.created_at),
+            state=row.state,
+            duration=row.duration,
             language=row.language,
             content=content_from_json(sealer.open_json(row.payload, record_aad(TABLE, row.id, "payload"))),
-            audio=(sealer.open(row.audio, record_aad(TABLE, row.id, "audio"))
-                   if row.audio is not None else None),
-            audio_size=row.audio_size, key_id=row.key_id,
+            audio=(sealer.open(row.audio, record_aad(TABLE, row.id, "audio")) if row.audio is not None else None),
+            audio_size=row.audio_size,
+            key_id=row.key_id,
         )
 
     def get_message(self, message_id: str) -> Message:
@@ -93,8 +123,9 @@ class MessageQueries:
             row = conn.execute(select(messages).where(messages.c.id == mid)).one()
         return self._open_message(row)
 
-    def list_messages(self, kind: MessageKind | None = None, *, account: str | None = None,
-             limit: int = 50) -> tuple[Message, ...]:
+    def list_messages(
+        self, kind: MessageKind | None = None, *, account: str | None = None, limit: int = 50
+    ) -> tuple[Message, ...]:
         """The newest messages first, optionally of one kind or account."""
         query = select(messages).order_by(messages.c.created_at.desc(), messages.c.id).limit(limit)
         if kind is not None:

@@ -1,9 +1,9 @@
 """The outbox: mails to send, sealed, with a retry state machine that survives restarts.
 
-    pending --mark_sending--> sending --mark_sent--> sent
-       ^                         |  \\--mark_failed--> failed
-       +------mark_retry---------+
-       +------requeue_sending----+  (at start-up: a crash left it mid-send; same Message-ID)
+pending --mark_sending--> sending --mark_sent--> sent
+   ^                         |  \\--mark_failed--> failed
+   +------mark_retry---------+
+   +------requeue_sending----+  (at start-up: a crash left it mid-send; same Message-ID)
 """
 
 from __future__ import annotations
@@ -34,14 +34,23 @@ def insert(conn: Connection, db: Db, new: NewOutgoing) -> None:
     sealer = db.sealer
     envelope = {"sender": new.envelope.sender, "recipients": list(new.envelope.recipients)}
     created = to_db_time(new.created_at)
-    conn.execute(outbox.insert().values(
-        id=new.id, message_id_header=new.message_id_header, message_id=new.message_id,
-        key_id=sealer.active_key_id,
-        raw=sealer.seal(new.raw, record_aad(TABLE, new.id, "raw")),
-        envelope=sealer.seal_json(envelope, record_aad(TABLE, new.id, "envelope")),
-        size=len(new.raw), state="pending", attempts=0, next_attempt_at=created, last_error="",
-        created_at=created, sent_at=None,
-    ))
+    conn.execute(
+        outbox.insert().values(
+            id=new.id,
+            message_id_header=new.message_id_header,
+            message_id=new.message_id,
+            key_id=sealer.active_key_id,
+            raw=sealer.seal(new.raw, record_aad(TABLE, new.id, "raw")),
+            envelope=sealer.seal_json(envelope, record_aad(TABLE, new.id, "envelope")),
+            size=len(new.raw),
+            state="pending",
+            attempts=0,
+            next_attempt_at=created,
+            last_error="",
+            created_at=created,
+            sent_at=None,
+        )
+    )
 
 
 class OutboxQueries:
@@ -53,21 +62,28 @@ class OutboxQueries:
         sealer = self._db.sealer
         env = sealer.open_json(row.envelope, record_aad(TABLE, row.id, "envelope"))
         return Outgoing(
-            id=row.id, message_id_header=row.message_id_header,
+            id=row.id,
+            message_id_header=row.message_id_header,
             raw=sealer.open(row.raw, record_aad(TABLE, row.id, "raw")),
             envelope=Envelope(sender=env["sender"], recipients=tuple(env["recipients"])),
-            state=cast(OutboxState, row.state), attempts=row.attempts,
-            next_attempt_at=from_db_time(row.next_attempt_at), last_error=row.last_error,
+            state=cast(OutboxState, row.state),
+            attempts=row.attempts,
+            next_attempt_at=from_db_time(row.next_attempt_at),
+            last_error=row.last_error,
             created_at=from_db_time(row.created_at),
             sent_at=from_db_time(row.sent_at) if row.sent_at is not None else None,
-            message_id=row.message_id, key_id=row.key_id,
+            message_id=row.message_id,
+            key_id=row.key_id,
         )
 
     def due(self, now: datetime, limit: int = 20) -> tuple[Outgoing, ...]:
         """Pending mails whose next attempt is due, oldest first."""
-        query = (select(outbox)
-                 .where(outbox.c.state == "pending", outbox.c.next_attempt_at <= to_db_time(now))
-                 .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
+        query = (
+            select(outbox)
+            .where(outbox.c.state == "pending", outbox.c.next_attempt_at <= to_db_time(now))
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(limit)
+        )
         with self._db.read() as conn:
             rows = conn.execute(query).all()
         return tuple(self._open_outgoing(row) for row in rows)
@@ -91,33 +107,44 @@ class OutboxQueries:
 
     def _transition(self, outgoing_id: str, allowed: tuple[OutboxState, ...], **values: Any) -> None:
         with self._db.write() as conn:
-            done = conn.execute(update(outbox)
-                                .where(outbox.c.id == outgoing_id, outbox.c.state.in_(allowed))
-                                .values(**values)).rowcount
+            done = conn.execute(
+                update(outbox).where(outbox.c.id == outgoing_id, outbox.c.state.in_(allowed)).values(**values)
+            ).rowcount
             if done:
                 return
             current = conn.execute(select(outbox.c.state).where(outbox.c.id == outgoing_id)).scalar()
         if current is None:
             raise StoreError(f"no outbox entry with id {outgoing_id} in store {self._db.where}")
-        raise StoreError(f"outbox entry {outgoing_id} is {current!r}, cannot become {values['state']!r} "
-                         f"(only from {', '.join(allowed)})")
+        raise StoreError(
+            f"outbox entry {outgoing_id} is {current!r}, cannot become {values['state']!r} "
+            f"(only from {', '.join(allowed)})"
+        )
 
     def mark_sending(self, outgoing_id: str) -> bool:
         """Claim a pending mail for one attempt (counts the attempt); False if another worker has it."""
         with self._db.write() as conn:
-            return conn.execute(update(outbox)
-                                .where(outbox.c.id == outgoing_id, outbox.c.state == "pending")
-                                .values(state="sending", attempts=outbox.c.attempts + 1)).rowcount > 0
+            return (
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == outgoing_id, outbox.c.state == "pending")
+                    .values(state="sending", attempts=outbox.c.attempts + 1)
+                ).rowcount
+                > 0
+            )
 
     def mark_sent(self, outgoing_id: str, at: datetime | None = None) -> None:
         """The server accepted it (250 after DATA)."""
-        self._transition(outgoing_id, ("sending",), state="sent", sent_at=to_db_time(at or utcnow()),
-                         last_error="")
+        self._transition(outgoing_id, ("sending",), state="sent", sent_at=to_db_time(at or utcnow()), last_error="")
 
     def mark_retry(self, outgoing_id: str, next_at: datetime, error: str) -> None:
         """A temporary failure: back to pending, tried again at next_at."""
-        self._transition(outgoing_id, ("sending",), state="pending", next_attempt_at=to_db_time(next_at),
-                         last_error=short_error(error))
+        self._transition(
+            outgoing_id,
+            ("sending",),
+            state="pending",
+            next_attempt_at=to_db_time(next_at),
+            last_error=short_error(error),
+        )
 
     def mark_failed(self, outgoing_id: str, error: str) -> None:
         """A permanent failure (5xx, or retries exhausted): never tried again."""
@@ -126,5 +153,8 @@ class OutboxQueries:
     def requeue_sending(self) -> int:
         """Mails a crash left in 'sending' go back to pending (same Message-ID, due now); returns how many."""
         with self._db.write() as conn:
-            return conn.execute(update(outbox).where(outbox.c.state == "sending")
-                                .values(state="pending", next_attempt_at=to_db_time(utcnow()))).rowcount
+            return conn.execute(
+                update(outbox)
+                .where(outbox.c.state == "sending")
+                .values(state="pending", next_attempt_at=to_db_time(utcnow()))
+            ).rowcount

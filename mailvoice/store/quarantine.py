@@ -19,19 +19,33 @@ def insert(conn: Connection, db: Db, ref: SourceRef, reason: str, raw: bytes) ->
     """Seal and insert a quarantine row (inside the caller's transaction); returns its id."""
     qid = new_id()
     now = to_db_time(utcnow())
-    conn.execute(quarantine.insert().values(
-        id=qid, account=ref.account, folder=ref.folder, uidvalidity=ref.uidvalidity, uid=ref.uid,
-        source_key=ref.key, message_id_hash=ref.message_id_hash, reason=short_error(reason),
-        key_id=db.sealer.active_key_id, raw=db.sealer.seal(raw, record_aad(TABLE, qid, "raw")), size=len(raw),
-        state="open", attempts=0, created_at=now, updated_at=now,
-    ))
+    conn.execute(
+        quarantine.insert().values(
+            id=qid,
+            account=ref.account,
+            folder=ref.folder,
+            uidvalidity=ref.uidvalidity,
+            uid=ref.uid,
+            source_key=ref.key,
+            message_id_hash=ref.message_id_hash,
+            reason=short_error(reason),
+            key_id=db.sealer.active_key_id,
+            raw=db.sealer.seal(raw, record_aad(TABLE, qid, "raw")),
+            size=len(raw),
+            state="open",
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )
     return qid
 
 
 def set_state(conn: Connection, qid: str, state: QuarantineState, **values: Any) -> int:
     """Move a quarantine row to state (inside the caller's transaction); returns rows changed."""
-    return conn.execute(update(quarantine).where(quarantine.c.id == qid)
-                        .values(state=state, updated_at=to_db_time(utcnow()), **values)).rowcount
+    return conn.execute(
+        update(quarantine).where(quarantine.c.id == qid).values(state=state, updated_at=to_db_time(utcnow()), **values)
+    ).rowcount
 
 
 class QuarantineQueries:
@@ -41,16 +55,25 @@ class QuarantineQueries:
 
     def _open_quarantined(self, row: Row[Any]) -> Quarantined:
         return Quarantined(
-            id=row.id, account=row.account, folder=row.folder, uidvalidity=row.uidvalidity, uid=row.uid,
-            key=row.source_key, message_id_hash=row.message_id_hash, reason=row.reason,
+            id=row.id,
+            account=row.account,
+            folder=row.folder,
+            uidvalidity=row.uidvalidity,
+            uid=row.uid,
+            key=row.source_key,
+            message_id_hash=row.message_id_hash,
+            reason=row.reason,
             raw=self._db.sealer.open(row.raw, record_aad(TABLE, row.id, "raw")),
-            state=cast(QuarantineState, row.state), attempts=row.attempts,
-            created_at=from_db_time(row.created_at), updated_at=from_db_time(row.updated_at),
+            state=cast(QuarantineState, row.state),
+            attempts=row.attempts,
+            created_at=from_db_time(row.created_at),
+            updated_at=from_db_time(row.updated_at),
             key_id=row.key_id,
         )
 
-    def list_quarantine(self, state: QuarantineState | None = "open", *, account: str | None = None,
-                        limit: int = 50) -> tuple[Quarantined, ...]:
+    def list_quarantine(
+        self, state: QuarantineState | None = "open", *, account: str | None = None, limit: int = 50
+    ) -> tuple[Quarantined, ...]:
         """Quarantined items, newest first (open ones by default; None for all)."""
         query = select(quarantine).order_by(quarantine.c.created_at.desc(), quarantine.c.id).limit(limit)
         if state is not None:

@@ -45,8 +45,9 @@ def reseal_all(db: Db, batch_size: int = 200) -> int:
     for name, (table, columns) in SEALED.items():
         while True:
             with db.write() as conn:
-                query = (select(table.c.id, *(table.c[c] for c in columns))
-                         .where(table.c.key_id != active).limit(batch_size))
+                query = (
+                    select(table.c.id, *(table.c[c] for c in columns)).where(table.c.key_id != active).limit(batch_size)
+                )
                 rows = conn.execute(query).all()
                 for row in rows:
                     values: dict[str, bytes] = {}
@@ -58,8 +59,10 @@ def reseal_all(db: Db, batch_size: int = 200) -> int:
                         try:
                             values[column] = sealer.seal(sealer.open(blob, aad), aad)
                         except UnsealError as exc:
-                            raise StoreError(f"{name} row {row.id} does not open ({exc}); rotation stopped, "
-                                             "rows re-sealed so far keep the new key") from exc
+                            raise StoreError(
+                                f"{name} row {row.id} does not open ({exc}); rotation stopped, "
+                                "rows re-sealed so far keep the new key"
+                            ) from exc
                     conn.execute(update(table).where(table.c.id == row.id).values(key_id=active, **values))
             total += len(rows)
             if len(rows) < batch_size:
@@ -68,8 +71,9 @@ def reseal_all(db: Db, batch_size: int = 200) -> int:
     return total
 
 
-def rotate_keys(store: Store, keyring_path: Path, *, retire: bool = False, add_key: bool = True,
-                batch_size: int = 200) -> Rotation:
+def rotate_keys(
+    store: Store, keyring_path: Path, *, retire: bool = False, add_key: bool = True, batch_size: int = 200
+) -> Rotation:
     """`mailvoice keys rotate`: add and activate a new key, re-seal everything, optionally retire old keys.
 
     With add_key=False it only finishes an interrupted rotation (re-seals under the current active key).
@@ -77,8 +81,10 @@ def rotate_keys(store: Store, keyring_path: Path, *, retire: bool = False, add_k
     ring = load_keyring(keyring_path)
     missing = store.key_ids_in_use() - set(ring.keys)
     if missing:
-        raise StoreError(f"records are sealed with key id(s) {', '.join(sorted(missing))}, which key file "
-                         f"{keyring_path} lacks (from MAILVOICE_KEY?); add them to it before rotating")
+        raise StoreError(
+            f"records are sealed with key id(s) {', '.join(sorted(missing))}, which key file "
+            f"{keyring_path} lacks (from MAILVOICE_KEY?); add them to it before rotating"
+        )
     if add_key:
         ring = ring.rotate(keyring_path)
     store.use_sealer(Sealer(ring))

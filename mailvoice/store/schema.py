@@ -36,12 +36,14 @@ def _ts(name: str, nullable: bool = False) -> Column[object]:
 
 
 schema_version = Table(
-    "schema_version", metadata,
+    "schema_version",
+    metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
 )
 
 messages = Table(
-    "messages", metadata,
+    "messages",
+    metadata,
     Column("id", String(_ID), primary_key=True),
     Column("kind", String(16), nullable=False),
     Column("account", String(_NAME), nullable=False),
@@ -58,7 +60,8 @@ messages = Table(
 )
 
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("id", String(_ID), primary_key=True),
     Column("message_id_header", String(998), nullable=False),
     Column("message_id", String(_ID), ForeignKey("messages.id", ondelete="SET NULL")),
@@ -77,7 +80,8 @@ outbox = Table(
 )
 
 quarantine = Table(
-    "quarantine", metadata,
+    "quarantine",
+    metadata,
     Column("id", String(_ID), primary_key=True),
     Column("account", String(_NAME), nullable=False),
     Column("folder", String(_NAME), nullable=False),
@@ -98,7 +102,8 @@ quarantine = Table(
 )
 
 ledger = Table(
-    "ledger", metadata,
+    "ledger",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account", String(_NAME), nullable=False),
     Column("folder", String(_NAME), nullable=False),
@@ -117,7 +122,8 @@ ledger = Table(
 )
 
 cursors = Table(
-    "cursors", metadata,
+    "cursors",
+    metadata,
     Column("account", String(_NAME), primary_key=True),
     Column("folder", String(_NAME), primary_key=True),
     Column("uidvalidity", BigInteger, nullable=False),
@@ -127,7 +133,8 @@ cursors = Table(
 )
 
 work_items = Table(
-    "work_items", metadata,
+    "work_items",
+    metadata,
     # A source item the scaled-out poller took in and acknowledged; a worker processes it by id (mailvoice.scale).
     Column("id", String(_ID), primary_key=True),
     Column("account", String(_NAME), nullable=False),
@@ -149,7 +156,8 @@ work_items = Table(
 )
 
 done_keys = Table(
-    "done_keys", metadata,
+    "done_keys",
+    metadata,
     # Effects without a source item that must happen once (a scheduled summary per account and slot).
     Column("key", String(_NAME), primary_key=True),
     _ts("created_at"),

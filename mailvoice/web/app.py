@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STATIC = {"app.js": "text/javascript", "worklet.js": "text/javascript", "style.css": "text/css"}
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
-       "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 WS_PATH = "/ws"
 
 
@@ -82,8 +84,9 @@ class _Guard:
 class _Connection:
     """One browser page: recordings come and go, the draft stays."""
 
-    def __init__(self, ws: WebSocket, settings: Settings, pipeline: Pipeline, store: Store | None,
-                 limits: Limits) -> None:
+    def __init__(
+        self, ws: WebSocket, settings: Settings, pipeline: Pipeline, store: Store | None, limits: Limits
+    ) -> None:
         from mailvoice.dictation.draft import Draft
 
         self.ws = ws
@@ -164,8 +167,9 @@ class _Connection:
                 await self.send({"type": "error", "message": "'to' must be a list of addresses"})
                 return
             text_ = msg.get("text", self.draft.text)
-            dictated = Dictated(text=str(text_), to=tuple(a for a in to if a.strip()),
-                                subject=str(msg.get("subject", "")))
+            dictated = Dictated(
+                text=str(text_), to=tuple(a for a in to if a.strip()), subject=str(msg.get("subject", ""))
+            )
             if self.store is None:
                 await self.send({"type": "error", "message": "no store: start mailvoice serve with a key"})
                 return
@@ -223,8 +227,12 @@ def create_app(settings: Settings, pipeline: Pipeline, config: WebConfig, store:
     from starlette.responses import Response
     from starlette.routing import Route, WebSocketRoute
 
-    headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-               "Cache-Control": "no-store"}
+    headers = {
+        "Content-Security-Policy": CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
 
     async def page(request: Request) -> Response:
         return Response(_static("index.html"), media_type="text/html; charset=utf-8", headers=headers)

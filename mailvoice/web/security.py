@@ -39,7 +39,7 @@ def new_token() -> str:
 def token_from_protocols(protocols: Iterable[str]) -> str:
     for p in protocols:
         if p.startswith(TOKEN_PROTOCOL_PREFIX):
-            return p[len(TOKEN_PROTOCOL_PREFIX):]
+            return p[len(TOKEN_PROTOCOL_PREFIX) :]
     return ""
 
 
