@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailvoice.errors import ConfigError, MailvoiceError
+from mailvoice.spoken.crontab import cron_trigger
 
 if TYPE_CHECKING:
     from mailvoice.config import Settings
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_FIELDS6 = ("second", "minute", "hour", "day", "month", "day_of_week")
+__all__ = ["SummaryJob", "cron_trigger", "produce_summary", "schedule_summaries", "summary_jobs"]
 
 
 @dataclass(frozen=True)
@@ -29,25 +30,6 @@ class SummaryJob:
 
     account: str
     cron: str
-
-
-def cron_trigger(expression: str, timezone: str = "", *, key: str = "summary.cron") -> Any:
-    """A CronTrigger from a crontab line (5 fields), or 6 fields with seconds first; ConfigError names the key."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    fields = expression.split()
-    tz = timezone or None
-    try:
-        if len(fields) == 5:
-            return CronTrigger.from_crontab(expression, timezone=tz)
-        if len(fields) == 6:
-            return CronTrigger(**dict(zip(_FIELDS6, fields, strict=True)), timezone=tz)
-    except (ValueError, LookupError) as exc:
-        raise ConfigError(f"setting {key} = {expression!r} is invalid: {exc}") from exc
-    raise ConfigError(
-        f"setting {key} = {expression!r} is invalid: expected a crontab line such as "
-        "'0 7 * * mon-fri' (minute hour day month weekday), or six fields with seconds first"
-    )
 
 
 def summary_jobs(settings: Settings) -> list[SummaryJob]:
