@@ -103,6 +103,7 @@ def compose_voicemail(
         message_id=message_id,
         uncertain_below=settings.delivery.mark_uncertain_below,
         templates_dir=settings.delivery.templates_dir,
+        subject_style=settings.delivery.subject_style,
     )
     envelope = Envelope(sender=envelope_addresses((sender,))[0], recipients=envelope_addresses(ctx.recipients))
     out = NewOutgoing(

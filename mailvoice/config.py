@@ -168,6 +168,9 @@ class DeliverySettings:
     """A folder of user-edited templates; files missing there fall back to the built-in ones."""
     keep_audio: bool = True
     """Keep the (sealed) voicemail audio in the store."""
+    subject_style: Literal["thread", "reply", "informative"] = "thread"
+    """Transcript mail subject: "Re: <original subject>" (threads in Gmail and Thunderbird), the same plus
+    "— caller (0:42)" (Thunderbird only: Gmail forks a changed subject), or "Voicemail from caller (0:42): words"."""
 
 
 @dataclass(frozen=True)

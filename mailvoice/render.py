@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import re
 import string
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -16,6 +17,11 @@ from mailvoice.errors import ConfigError
 from mailvoice.types import Attachment, Transcript
 
 SUBJECT_WORDS = 8
+SUBJECT_STYLES = ("thread", "reply", "informative")
+"""thread: "Re: <original subject>" (Gmail and Thunderbird both thread it); reply: the same plus "— caller (0:42)"
+(Thunderbird threads on References, Gmail starts a new conversation because the subject changed); informative:
+the voicemail.subject template ("Voicemail from caller (0:42): first words")."""
+_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*:\s*", re.IGNORECASE)
 
 
 def _template_text(name: str, templates_dir: Path | None) -> str:
@@ -113,6 +119,23 @@ class VoicemailMail:
     notes: tuple[str, ...] = ()
 
 
+def voicemail_subject(vm: VoicemailMail, values: dict[str, str], style: str, templates_dir: Path | None = None) -> str:
+    """The transcript mail's subject in the configured style; a reply style needs the original's Message-ID and
+    subject (without them nothing can thread, and the informative subject says more)."""
+    from mailvoice.mail.headers import clean_header_text
+
+    if style not in SUBJECT_STYLES:
+        raise ConfigError(f"setting delivery.subject_style = {style!r} is invalid: expected one of {SUBJECT_STYLES}")
+    original = clean_header_text(vm.original_subject, max_len=0)
+    if style == "informative" or not original or not vm.original_message_id:
+        return render("voicemail.subject", values, templates_dir)
+    # one "Re: " only: Gmail compares subjects with the reply prefix removed, so "Re: Re: x" is still x
+    reply = "Re: " + _REPLY_PREFIX.sub("", original, count=1)
+    if style == "thread":
+        return reply
+    return render("voicemail.reply.subject", {**values, "reply_subject": reply}, templates_dir)
+
+
 def build_voicemail_mail(
     vm: VoicemailMail,
     *,
@@ -121,6 +144,7 @@ def build_voicemail_mail(
     message_id: str,
     uncertain_below: float,
     templates_dir: Path | None = None,
+    subject_style: str = "thread",
 ) -> EmailMessage:
     """The transcript mail, threaded as a reply to the voicemail; every untrusted string is cleaned for headers."""
     t = vm.transcript
@@ -133,7 +157,7 @@ def build_voicemail_mail(
         "original_subject": vm.original_subject,
         "first_words": words,
     }
-    subject = render("voicemail.subject", common, templates_dir)
+    subject = voicemail_subject(vm, common, subject_style, templates_dir)
     text_notes = "".join(f"Note: {n}\n\n" for n in vm.notes)
     plain = render(
         "voicemail.txt",
