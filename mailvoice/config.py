@@ -94,6 +94,8 @@ class TtsSettings:
     voice: str = "joe"
     """A voice name from models/manifest.toml, an .onnx path (piper), or a model directory (coqui)."""
     format: Literal["ogg", "mp3", "wav"] = "ogg"
+    language: str = ""
+    """Language whose number rules the spoken text follows ("de", "en_GB"); empty = the voice's own language."""
     length_scale: float = 1.0
     sentence_pause: float = 0.35
     paragraph_pause: float = 0.8

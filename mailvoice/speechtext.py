@@ -219,7 +219,7 @@ def _sentence_lines(paragraph: list[str]) -> str:
     return " ".join(out)
 
 
-def clean_body(text: str) -> str:
+def clean_body(text: str, language: str = "en") -> str:
     """A mail body as speech text: history, signature and footer dropped; links, numbers and lists made speakable."""
     body = _inline(strip_history(text))
     paragraphs: list[list[str]] = [[]]
@@ -231,7 +231,7 @@ def clean_body(text: str) -> str:
             continue
         paragraphs[-1].append(line)
     spoken = "\n\n".join(_sentence_lines(p) for p in paragraphs if p)
-    return normalize(spoken).strip()
+    return normalize(spoken, language).strip()
 
 
 def first_sentences(text: str, count: int) -> str:
@@ -246,27 +246,27 @@ def first_sentences(text: str, count: int) -> str:
     return " ".join(picked)
 
 
-def mail_for_speech(parsed: ParsedMail) -> str:
-    """A mail as a listener wants it: who, about what, then the cleaned body."""
+def mail_for_speech(parsed: ParsedMail, language: str = "en") -> str:
+    """A mail as a listener wants it: who, about what, then the cleaned body (numbers read in `language`)."""
     sender = speak_address(parsed.from_.name, parsed.from_.address) if parsed.from_ is not None else ""
-    head = f"Message from {normalize(sender) or 'an unknown sender'}."
+    head = f"Message from {normalize(sender, language) or 'an unknown sender'}."
     if parsed.subject:
-        head += f"\nSubject: {normalize(speak_subject(parsed.subject))}."
-    body = clean_body(parsed.text)
+        head += f"\nSubject: {normalize(speak_subject(parsed.subject), language)}."
+    body = clean_body(parsed.text, language)
     return f"{head}\n\n{body}" if body else head
 
 
-def message_for_speech(message: Message) -> str:
-    """A stored message (voicemail transcript, mail text, summary) as speech text."""
+def message_for_speech(message: Message, language: str = "en") -> str:
+    """A stored message (voicemail transcript, mail text, summary) as speech text (numbers read in `language`)."""
     c = message.content
     if message.kind == "voicemail":
-        who = normalize(c.caller) if c.caller else "an unknown caller"
-        return f"Voicemail from {who}.\n\n{normalize(c.text) if c.text else 'No speech was detected.'}"
+        who = normalize(c.caller, language) if c.caller else "an unknown caller"
+        return f"Voicemail from {who}.\n\n{normalize(c.text, language) if c.text else 'No speech was detected.'}"
     if message.kind == "text":
         name, addr = parseaddr(c.sender)
-        head = f"Message from {normalize(speak_address(name, addr))}."
+        head = f"Message from {normalize(speak_address(name, addr), language)}."
         if c.subject:
-            head += f"\nSubject: {normalize(speak_subject(c.subject))}."
-        body = clean_body(c.text)
+            head += f"\nSubject: {normalize(speak_subject(c.subject), language)}."
+        body = clean_body(c.text, language)
         return f"{head}\n\n{body}" if body else head
-    return clean_body(c.text)
+    return clean_body(c.text, language)

@@ -26,7 +26,7 @@ def _read(path: str, what: str) -> bytes:
         raise ConfigError(f"{what} {p} cannot be read ({exc.strerror})") from exc
 
 
-def _mail_text(raw: bytes, name: str) -> str:
+def _mail_text(raw: bytes, name: str, language: str) -> str:
     from mailvoice.mail.mime import parse_message
     from mailvoice.speechtext import mail_for_speech
 
@@ -34,16 +34,17 @@ def _mail_text(raw: bytes, name: str) -> str:
         parsed = parse_message(raw)
     except MailError as exc:
         raise MailError(f"{name}: {exc}") from exc
-    return mail_for_speech(parsed)
+    return mail_for_speech(parsed, language)
 
 
 def _stored_text(settings: Settings, message_id: str) -> str:
     from mailvoice.commands import open_store
     from mailvoice.speechtext import message_for_speech
+    from mailvoice.spoken.lang import voice_language
 
     store = open_store(settings)
     try:
-        return message_for_speech(store.get_message(message_id))
+        return message_for_speech(store.get_message(message_id), voice_language(settings.tts))
     finally:
         store.close()
 
@@ -52,7 +53,9 @@ def text_to_speak(args: argparse.Namespace, settings: Settings) -> str:
     if args.file:
         return _read(args.file, "text file").decode("utf-8", errors="replace")
     if args.eml:
-        return _mail_text(_read(args.eml, "mail file"), args.eml)
+        from mailvoice.spoken.lang import voice_language
+
+        return _mail_text(_read(args.eml, "mail file"), args.eml, voice_language(settings.tts))
     if args.message:
         return _stored_text(settings, args.message)
     if args.text is not None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from mailvoice.errors import ConfigError
 from mailvoice.render import auto_mail, format_duration, render
 from mailvoice.speechtext import clean_body, first_sentences, speak_address, speak_subject
+from mailvoice.spoken.lang import voice_language
 from mailvoice.spoken.normalize import normalize
 from mailvoice.spoken.numbers import cardinal
 
@@ -105,18 +106,19 @@ def is_vip(address: str, vip: tuple[str, ...]) -> bool:
 def _item(message: Message, settings: Settings) -> SummaryItem:
     c = message.content
     count = max(1, settings.summary.sentences)
+    lang = voice_language(settings.tts)
     if message.kind == "voicemail":
-        sender = normalize(c.caller) if c.caller else "an unknown caller"
-        gist = first_sentences(normalize(c.text), count) if c.text else "No speech was detected."
+        sender = normalize(c.caller, lang) if c.caller else "an unknown caller"
+        gist = first_sentences(normalize(c.text, lang), count) if c.text else "No speech was detected."
         return SummaryItem(
             "voicemail", sender, "", gist, message.created_at, is_vip(c.sender, settings.summary.vip), message.id
         )
     name, addr = parseaddr(c.sender)
     return SummaryItem(
         "text",
-        normalize(speak_address(name, addr)),
-        normalize(speak_subject(c.subject)),
-        first_sentences(clean_body(c.text), count),
+        normalize(speak_address(name, addr), lang),
+        normalize(speak_subject(c.subject), lang),
+        first_sentences(clean_body(c.text, lang), count),
         message.created_at,
         is_vip(c.sender, settings.summary.vip),
         message.id,
@@ -196,7 +198,7 @@ def build_script(
         tdir,
     )
     return SummaryScript(
-        text=normalize(text).strip(),
+        text=normalize(text, voice_language(settings.tts)).strip(),
         subject=" ".join(subject.split()),
         account=account,
         count=len(items),
