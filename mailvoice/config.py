@@ -208,6 +208,25 @@ class VoiceEmailSettings:
 
 
 @dataclass(frozen=True)
+class FeedSettings:
+    """The private podcast feed that `mailvoice serve` offers (/feed/<token>.xml)."""
+
+    base_url: str = ""
+    """The public address podcast apps reach the server at ("https://mail.example.org/mailvoice"); empty = the
+    address the connection came in on. Never taken from the Host header."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies (IPs or networks) whose X-Forwarded-Proto / -Host / -Prefix are believed (when no base_url)."""
+    format: Literal["mp3", "m4a"] = "mp3"
+    """Episode audio: MP3 or M4A (AAC); encoded on first request and cached sealed."""
+    title: str = "mailvoice inbox summaries"
+    author: str = "mailvoice"
+    email: str = ""
+    """itunes:owner e-mail; empty = the first of delivery.owners."""
+    category: str = "Technology"
+    """An Apple Podcasts category."""
+
+
+@dataclass(frozen=True)
 class QueueSettings:
     """The scaled-out deployment (`mailvoice worker`, `mailvoice scheduler`); unused by `mailvoice run`."""
 
@@ -238,6 +257,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     summary: SummarySettings = field(default_factory=SummarySettings)
     voice_email: VoiceEmailSettings = field(default_factory=VoiceEmailSettings)
+    feed: FeedSettings = field(default_factory=FeedSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     accounts: tuple[AccountSettings, ...] = ()
     maildirs: tuple[MaildirSettings, ...] = ()
@@ -254,6 +274,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliverySettings,
     "summary": SummarySettings,
     "voice_email": VoiceEmailSettings,
+    "feed": FeedSettings,
     "queue": QueueSettings,
 }
 _LISTS: dict[str, type[Any]] = {"accounts": AccountSettings, "maildirs": MaildirSettings}

@@ -28,7 +28,11 @@ TABLE = [
     ("en", "Due 2026-11-25.", "Due November twenty-fifth, twenty twenty-six."),
     ("en", "on 3/4/2026", "on March fourth, twenty twenty-six"),
     ("en_GB", "on 3/4/2026", "on April third, twenty twenty-six"),
-    ("de", "Der Termin ist am 25.11.2026.", "Der Termin ist am fünfundzwanzigsten November zweitausendsechsundzwanzig."),
+    (
+        "de",
+        "Der Termin ist am 25.11.2026.",
+        "Der Termin ist am fünfundzwanzigsten November zweitausendsechsundzwanzig.",
+    ),
     ("de", "Am 3. Juni 2026 geht es los", "Am dritten Juni zweitausendsechsundzwanzig geht es los"),
     ("fr", "le 1er mars", "le premier mars"),
     ("es", "el 25 de noviembre de 2026", "el veinticinco de noviembre de dos mil veintiséis"),

@@ -1,4 +1,5 @@
-"""Encode speech for mail and files: Ogg/Opus (small, the default), MP3 (plays everywhere) or 16-bit WAV.
+"""Encode speech for mail and files: Ogg/Opus (small, the default), MP3 (plays everywhere), M4A/AAC (podcast apps)
+or 16-bit WAV.
 
 Everything happens in memory with an explicit muxer: no temp files, no format guessed from a file name.
 """
@@ -19,10 +20,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AudioFormat = Literal["ogg", "mp3", "wav"]
+AudioFormat = Literal["ogg", "mp3", "wav", "m4a"]
 FORMATS: tuple[AudioFormat, ...] = get_args(AudioFormat)
 
-_CONTENT_TYPES: dict[str, str] = {"ogg": "audio/ogg", "mp3": "audio/mpeg", "wav": "audio/wav"}
+_CONTENT_TYPES: dict[str, str] = {"ogg": "audio/ogg", "mp3": "audio/mpeg", "wav": "audio/wav", "m4a": "audio/mp4"}
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 _CHUNK = 16384  # samples handed to the encoder at a time
 
@@ -30,6 +31,8 @@ OPUS_BITRATE = 24000
 """Opus in VoIP mode is clear speech at 24 kbit/s: a minute is about 180 KB."""
 MP3_BITRATE = 48000
 """MP3 needs about twice Opus's rate for the same clarity."""
+AAC_BITRATE = 48000
+_AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
 def _check(fmt: str) -> AudioFormat:
@@ -51,7 +54,7 @@ def extension_for(fmt: str) -> str:
 
 
 def encode_audio(clip: AudioClip, fmt: str = "ogg", *, bitrate: int | None = None) -> bytes:
-    """The clip as an ogg (Opus), mp3 or wav file, in memory."""
+    """The clip as an ogg (Opus), mp3, m4a (AAC in MP4) or wav file, in memory."""
     import numpy as np
 
     kind = _check(fmt)
@@ -62,6 +65,10 @@ def encode_audio(clip: AudioClip, fmt: str = "ogg", *, bitrate: int | None = Non
         data = _lossy(
             samples, clip.sample_rate, "ogg", "libopus", 48000, bitrate or OPUS_BITRATE, {"application": "voip"}
         )
+    elif kind == "m4a":
+        # the "ipod" muxer writes the M4A brand; the index (moov) follows the data: faststart needs a seekable file
+        rate = clip.sample_rate if clip.sample_rate in _AAC_RATES else 24000
+        data = _lossy(samples, clip.sample_rate, "ipod", "aac", rate, bitrate or AAC_BITRATE, {})
     else:
         rate = clip.sample_rate if clip.sample_rate in _MP3_RATES else 24000
         data = _lossy(samples, clip.sample_rate, "mp3", "libmp3lame", rate, bitrate or MP3_BITRATE, {})

@@ -36,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
         source = "--token" if args.token else TOKEN_ENV
         err_console().print(f"serving on http://{shown}:{args.port}/ (token from {source})")
     log.info("allowed WebSocket origins: %s", ", ".join(sorted(origins)))
-    from mailvoice.feed import feed_path, feed_token
+    from mailvoice.feed import configured_base, feed_path, feed_token
 
+    feed_base = configured_base(settings) or f"http://{shown}:{args.port}"
     err_console().print(
-        f"podcast feed of spoken summaries: http://{shown}:{args.port}{feed_path(feed_token(settings))}"
+        f"podcast feed of spoken summaries: {feed_base}{feed_path(feed_token(settings))}"
         " (keep this address secret; delete <data_dir>/feed-token to revoke it)"
     )
     config = uvicorn.Config(
