@@ -107,6 +107,21 @@ def test_encoded_formats_are_what_mail_clients_expect() -> None:
         encode_audio(clip, "aiff")
 
 
+def test_m4a_index_comes_first_and_points_at_the_same_audio() -> None:
+    from mailvoice.audio.encode import _boxes, _lossy, faststart
+
+    samples = tone_bursts(24000)
+    as_muxed = _lossy(samples, 24000, "ipod", "aac", 24000, 48000, {})
+    kinds = [kind for kind, _, _ in _boxes(as_muxed, 0, len(as_muxed))]
+    assert kinds.index(b"moov") > kinds.index(b"mdat")  # what the muxer writes into memory
+    moved = faststart(as_muxed)
+    kinds = [kind for kind, _, _ in _boxes(moved, 0, len(moved))]
+    assert kinds.index(b"moov") < kinds.index(b"mdat") and len(moved) == len(as_muxed)
+    # the shifted chunk offsets still find every frame: the same samples come out
+    assert np.array_equal(decode_audio(moved).samples, decode_audio(as_muxed).samples)
+    assert faststart(moved) == moved
+
+
 def test_encode_clips_out_of_range_samples_instead_of_wrapping() -> None:
     loud = AudioClip(samples=np.full(1600, 3.0, np.float32), sample_rate=16000)
     back = decode_audio(encode_audio(loud, "wav"), name="loud")

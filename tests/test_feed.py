@@ -304,6 +304,9 @@ def test_feedparser_reads_the_feed_from_the_real_server(
         assert status == 200 and headers["content-type"] == "audio/mpeg"
         assert int(enclosure.length) == len(audio) == int(headers["content-length"])
         assert sniff_format(audio) == "mp3"
+        with urllib.request.urlopen(urllib.request.Request(enclosure.href, method="HEAD"), timeout=30) as head:
+            assert head.status == 200 and int(head.headers["content-length"]) == len(audio)  # apps ask HEAD first
+            assert head.read() == b""
 
 
 def test_forwarded_headers_only_from_trusted_proxies(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import wave
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -66,9 +67,9 @@ def encode_audio(clip: AudioClip, fmt: str = "ogg", *, bitrate: int | None = Non
             samples, clip.sample_rate, "ogg", "libopus", 48000, bitrate or OPUS_BITRATE, {"application": "voip"}
         )
     elif kind == "m4a":
-        # the "ipod" muxer writes the M4A brand; the index (moov) follows the data: faststart needs a seekable file
+        # the "ipod" muxer writes the M4A brand; its own faststart reopens a file, so the index is moved here
         rate = clip.sample_rate if clip.sample_rate in _AAC_RATES else 24000
-        data = _lossy(samples, clip.sample_rate, "ipod", "aac", rate, bitrate or AAC_BITRATE, {})
+        data = faststart(_lossy(samples, clip.sample_rate, "ipod", "aac", rate, bitrate or AAC_BITRATE, {}))
     else:
         rate = clip.sample_rate if clip.sample_rate in _MP3_RATES else 24000
         data = _lossy(samples, clip.sample_rate, "mp3", "libmp3lame", rate, bitrate or MP3_BITRATE, {})
@@ -118,3 +119,56 @@ def _lossy(
     except (av.FFmpegError, ValueError) as exc:
         raise AudioError(f"could not encode audio as {muxer} with {codec}: {exc}") from exc
     return buf.getvalue()
+
+
+_CONTAINERS = (b"moov", b"trak", b"mdia", b"minf", b"stbl")
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(type, offset, size) of the MP4 boxes between start and end; [] when they do not tile it exactly."""
+    out, pos = [], start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        if size == 1 and pos + 16 <= end:
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+        elif size == 0:
+            size = end - pos
+        if size < 8 or pos + size > end:
+            return []
+        out.append((kind, pos, size))
+        pos += size
+    return out if pos == end else []
+
+
+def _shift_offsets(moov: bytearray, start: int, end: int, delta: int) -> bool:
+    """Add delta to every chunk offset (stco / co64) inside moov; False when one would not fit."""
+    for kind, pos, size in _boxes(bytes(moov), start, end):
+        if kind in _CONTAINERS[1:]:
+            if not _shift_offsets(moov, pos + 8, pos + size, delta):
+                return False
+        elif kind in (b"stco", b"co64"):
+            count = struct.unpack_from(">I", moov, pos + 12)[0]
+            width, fmt = (4, ">I") if kind == b"stco" else (8, ">Q")
+            for i in range(count):
+                at = pos + 16 + i * width
+                value = struct.unpack_from(fmt, moov, at)[0] + delta
+                if value >= 1 << (8 * width):
+                    return False
+                struct.pack_into(fmt, moov, at, value)
+    return True
+
+
+def faststart(data: bytes) -> bytes:
+    """An MP4 with its index (moov) before the media data, so a player can start before the whole file arrives;
+    the input unchanged when it is laid out otherwise."""
+    top = _boxes(data, 0, len(data))
+    kinds = [k for k, _, _ in top]
+    if b"moov" not in kinds or b"mdat" not in kinds or kinds.index(b"moov") < kinds.index(b"mdat"):
+        return data
+    _, moov_at, moov_size = top[kinds.index(b"moov")]
+    moov = bytearray(data[moov_at : moov_at + moov_size])
+    if not _shift_offsets(moov, 8, moov_size, moov_size):
+        return data
+    head = b"".join(data[p : p + n] for k, p, n in top if k == b"ftyp")
+    rest = b"".join(data[p : p + n] for k, p, n in top if k not in (b"ftyp", b"moov"))
+    return head + bytes(moov) + rest
