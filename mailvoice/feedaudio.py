@@ -51,34 +51,37 @@ class EpisodeAudio:
         """The episode's bytes in the feed's format; None when the summary kept no audio or it cannot be decoded."""
         if message.audio is None:
             return None
-        if message.content.audio_type in _SAME[self.fmt]:
-            return message.audio
-        path = self._path(message.id)
+        return self.episode(message.id, message.audio, message.content.audio_type, sealer)
+
+    def episode(self, message_id: str, audio: bytes, audio_type: str, sealer: Sealer) -> bytes | None:
+        """A summary's audio in the feed's format: as stored when it already is, else from the cache or encoded."""
+        if audio_type in _SAME[self.fmt]:
+            return audio
+        path = self._path(message_id)
         try:
-            return sealer.open(path.read_bytes(), self._aad(message.id))
+            return sealer.open(path.read_bytes(), self._aad(message_id))
         except FileNotFoundError:
             pass
         except (OSError, UnsealError) as exc:
-            log.warning("feed cache for summary %s unusable (%s): encoding again", message.id, type(exc).__name__)
-        data = self._encode(message)
+            log.warning("feed cache for summary %s unusable (%s): encoding again", message_id, type(exc).__name__)
+        data = self._encode(message_id, audio)
         if data is not None:
-            self._write(path, sealer.seal(data, self._aad(message.id)))
+            self._write(path, sealer.seal(data, self._aad(message_id)))
         return data
 
-    def _encode(self, message: Message) -> bytes | None:
+    def _encode(self, message_id: str, audio: bytes) -> bytes | None:
         from mailvoice.audio.decode import decode_audio
         from mailvoice.audio.encode import encode_audio
 
-        assert message.audio is not None
         limits = replace(self.settings.audio, max_duration=max(self.settings.audio.max_duration, _LONGEST))
         try:
             with _ENCODE:
-                clip = decode_audio(message.audio, name=f"summary {message.id}", settings=limits, sample_rate=24000)
+                clip = decode_audio(audio, name=f"summary {message_id}", settings=limits, sample_rate=24000)
                 data = encode_audio(clip, self.fmt)
         except AudioError as exc:
-            log.warning("summary %s left out of the feed: %s", message.id, exc)
+            log.warning("summary %s left out of the feed: %s", message_id, exc)
             return None
-        log.info("encoded summary %s for the feed: %s, %d bytes", message.id, self.fmt, len(data))
+        log.info("encoded summary %s for the feed: %s, %d bytes", message_id, self.fmt, len(data))
         return data
 
     def _write(self, path: Path, sealed: bytes) -> None:

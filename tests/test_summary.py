@@ -17,7 +17,7 @@ import pytest
 from mailcorpus_speech import CASES
 
 from mailvoice.config import DeliverySettings, GeneralSettings, MaildirSettings, Settings, SummarySettings
-from mailvoice.crypto import Sealer, create_keyring
+from mailvoice.crypto import Sealer, create_keyring, record_aad
 from mailvoice.errors import ConfigError
 from mailvoice.store import MessageContent, NewMessage, Store, utcnow
 from mailvoice.types import Transcript
@@ -227,8 +227,21 @@ async def test_scheduled_summary_fires_under_apscheduler(settings: Settings, sto
     assert audio and audio[0].get_content()[:4] == b"OggS"
     body = mail.get_body(("plain",))
     assert body is not None and "David Wilson" in body.get_content()
-    assert store.list_messages("summary", account="home")
+    summaries = store.list_messages("summary", account="home")
+    assert summaries
     assert list((settings.general.data_dir / "summaries").glob("summary-home-*.ogg"))
+    # the podcast episode was encoded at summary time, sealed: the feed's first request finds it ready
+    cache = settings.general.data_dir / "feed-cache"
+    ready = [m for m in summaries if (cache / f"{m.id}.mp3.sealed").exists()]
+    assert ready
+    from mailvoice.audio.sniff import sniff_format
+    from mailvoice.feedaudio import EpisodeAudio
+
+    sealed = (cache / f"{ready[0].id}.mp3.sealed").read_bytes()
+    opened = store.sealer.open(sealed, record_aad("feed-cache", ready[0].id, "mp3"))
+    assert sniff_format(opened) == "mp3" and opened[:3] not in sealed[:64]
+    episode = EpisodeAudio(every_second, "mp3").get(ready[0], store.sealer)
+    assert episode is not None and sniff_format(episode) == "mp3"
 
 
 def test_bad_cron_names_the_setting(settings: Settings) -> None:

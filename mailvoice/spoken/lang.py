@@ -114,6 +114,7 @@ _PROFILES = {
 }
 
 
+@cache
 def profile(tag: str) -> Profile:
     """The profile for a language tag ("de", "de_DE", "en-gb"); English for a language without one."""
     m = _TAG.match(tag.strip())

@@ -92,10 +92,22 @@ def produce_summary(
     spoken = speak_summary(settings, store, tts, account=account)
     message, out = summary_records(settings, spoken, send=settings.summary.send if send is None else send)
     store.record(messages=(message,), outgoing=(out,) if out is not None else ())
+    if message.audio is not None:
+        _prepare_episode(settings, store, message.id, message.audio, message.content.audio_type)
     target = folder or settings.summary.folder
     if target is not None:
         write_summary_file(target, spoken, account)
     return spoken
+
+
+def _prepare_episode(settings: Settings, store: Store, message_id: str, audio: bytes, audio_type: str) -> None:
+    """Encode the podcast episode now, on this worker thread, so the first podcast app request finds it ready."""
+    from mailvoice.feedaudio import EpisodeAudio
+
+    try:
+        EpisodeAudio(settings, settings.feed.format).episode(message_id, audio, audio_type, store.sealer)
+    except OSError as exc:  # the summary is recorded and mailed: the feed encodes on first request instead
+        log.warning("podcast episode for summary %s not prepared: %s", message_id, exc.strerror)
 
 
 def write_summary_file(folder: Path, spoken: SpokenSummary, account: str) -> Path:
