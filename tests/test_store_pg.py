@@ -142,11 +142,26 @@ def test_lease_is_exclusive_and_dies_with_its_session(
         from mailvoice.store.lease import lease_key
 
         assert conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lease_key("mailbox:c")}).scalar()
+        holder = conn.execute(text("SELECT pg_backend_pid()")).scalar()
         with other.lease("mailbox:c", tmp_path) as blocked:
             assert not blocked
         conn.invalidate()
         conn.close()
         engine.dispose()
+        # The server ends the backend (and drops its locks) asynchronously after the socket closes: wait for that
+        # backend to be gone, which is the event under test, rather than racing it on a loaded machine.
+        probe = create_engine(pg_url)
+        try:
+            deadline = time.monotonic() + 60
+            with probe.connect() as watch:
+                while watch.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": holder}
+                ).scalar():
+                    assert time.monotonic() < deadline, "the killed holder's backend never ended"
+                    time.sleep(0.05)
+                    watch.rollback()
+        finally:
+            probe.dispose()
         with other.lease("mailbox:c", tmp_path) as freed:
             assert freed
     finally:
