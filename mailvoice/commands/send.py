@@ -32,9 +32,11 @@ def _audio(args: argparse.Namespace) -> tuple[bytes, str]:
 
 
 def _confirm(args: argparse.Namespace, summary: str, transcript: str) -> bool:
+    from rich.markup import escape
+
     out = err_console()
-    out.print(summary)
-    out.print(f"[bold]Transcript:[/bold]\n{transcript or '(no speech detected)'}", markup=True, highlight=False)
+    out.print(escape(summary))  # addresses and the subject are user text: `[bold]` prints as typed
+    out.print(f"[bold]Transcript:[/bold]\n{escape(transcript or '(no speech detected)')}", highlight=False)
     if args.yes:
         return True
     if not sys.stdin.isatty():
