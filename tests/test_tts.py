@@ -185,8 +185,9 @@ def test_bench_tts_reports_first_sentence_latency() -> None:
         repeats=1,
     )
     assert figures.engine == "piper" and figures.voice == "joe"
-    assert figures.audio_seconds > 3.0 and figures.speed > 1.0
-    assert 0.0 < figures.first_sentence_seconds < figures.synth_seconds
+    assert figures.audio_seconds > 3.0  # no speed asserted: figures are for `mailvoice bench tts`
+    assert figures.speed == pytest.approx(figures.audio_seconds / figures.synth_seconds)
+    assert 0.0 < figures.first_sentence_seconds <= figures.synth_seconds  # the first sentence is part of the whole
     assert figures.peak_rss_mb > 100
 
 

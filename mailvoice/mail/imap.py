@@ -286,8 +286,9 @@ class ImapSource:
         else:
             with self._errors("SEARCH SINCE"):
                 uids = [int(u) for u in self.client.search(["SINCE", since])]
-            start = min(uids) - 1 if uids else uidnext - 1
-            st = _Folder(folder, validity, start, _day_start(since))
+            # Handed out like a rescan (INTERNALDATE checked again: SINCE is day-granular, UIDs need not follow
+            # arrival dates); the cursor is persisted once they are all acknowledged.
+            st = _Folder(folder, validity, uidnext - 1, _day_start(since), queue=sorted(uids), rescan=True)
             left = max(0, exists - len(uids))
             log.info("%s/%s: first contact, %d message(s) since %s", self.where, folder, len(uids), since)
         self.old_mail[folder] = left
@@ -310,10 +311,10 @@ class ImapSource:
         (the ledger drops anything processed without the keyword)."""
         with self._errors("SEARCH SINCE"):
             uids = [int(u) for u in self.client.search(["SINCE", since, "UNKEYWORD", DONE_KEYWORD])]
-        older = [u for u in uids if u <= st.seen_upto]
-        if older:
-            st.seen_upto = min(older) - 1
+        older = sorted(u for u in uids if u <= st.seen_upto)
         st.baseline = _day_start(since)
+        if older:
+            st.queue, st.rescan = older, True
         log.info("%s/%s: --since %s reaches back over %d message(s)", self.where, st.name, since, len(older))
         self._save(st, force=True)
 
