@@ -337,3 +337,11 @@ def test_send_json_and_the_outbox_listing(cli: Cli, smtp_server: SmtpServer) -> 
         for r in map(json.loads, cli("--config", str(cfg), "outbox", "--json").stdout.split("\n")[:-1])
     }
     assert rows["carol@example.org"]["status"] == "failed" and "554" in rows["carol@example.org"]["last_error"]
+
+    smtp_server.handler.mode = "accept"
+    proc = cli("--config", str(cfg), "summary", "--send", "--json", "-o", str(cli.cwd / "summary.ogg"))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["sent"] is True and summary["mailed_to"] == ["me@example.org"] and summary["format"] == "ogg"
+    assert summary["output"] == str(cli.cwd / "summary.ogg") and summary["duration"] > 0
+    assert (cli.cwd / "summary.ogg").read_bytes()[:4] == b"OggS"
