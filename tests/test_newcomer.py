@@ -295,6 +295,30 @@ def test_doctor_logs_in_to_imap_and_smtp_and_names_the_fix(
     assert not smtp_server.handler.messages  # a login check sends nothing
 
 
+def test_doctor_counts_the_store_without_opening_every_record(cli: Cli) -> None:
+    import sqlite3
+
+    maildir = cli.cwd / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    for i in range(3):
+        (maildir / "new" / f"{1_700_000_000 + i}.M{i}P1.test").write_bytes(_text_mail(f"Mail {i}"))
+    cfg = cli.cwd / "config.toml"
+    cfg.write_text(f'[[maildirs]]\nname = "home"\npath = "{maildir}"\naddress = "me@example.org"\n')
+    assert cli("--config", str(cfg), "init").returncode == 0
+    proc = cli("--config", str(cfg), "run", "--once", "--since", "2000-01-01", "--json")
+    assert json.loads(proc.stdout)["text"] == 3, proc.stderr
+    # Damage a record other than the newest: a doctor that opened every record (as it did) fails; a COUNT does not.
+    with sqlite3.connect(cli.home / "mailvoice.db") as db:
+        (newest,) = db.execute("SELECT id FROM messages ORDER BY created_at DESC, id LIMIT 1").fetchone()
+        (older,) = db.execute("SELECT id FROM messages WHERE id != ? LIMIT 1", (newest,)).fetchone()
+        db.execute("UPDATE messages SET payload = ? WHERE id = ?", (b"\x01garbage", older))
+    proc = cli("--config", str(cfg), "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["store"]["ok"], checks["store"]
+    assert "3 message(s), the key opens the newest" in checks["store"]["detail"]
+
+
 # ------------------------------------------------------------------------------------------------ point 9
 
 
