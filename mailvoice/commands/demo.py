@@ -93,10 +93,10 @@ def run(args: argparse.Namespace) -> int:
     if shown is None:
         console.warn(f"no transcript mail in {delivered}")
         return 1
-    if new:
-        console.info(f"\nthe transcript mail was delivered to {shown}")
-    else:
-        console.info(f"\nalready done in an earlier demo run; the transcript mail is {shown}")
+    from rich.markup import escape
+
+    where = "was delivered to" if new else "(from an earlier demo run) is"
+    err_console().print(escape(f"\nthe transcript mail {where} {shown}"), soft_wrap=True)  # a path stays whole
     show_mail(shown)
     console.info(f"\nrun it afresh: rm -r {home}")
     return 1 if stats.errors else 0
