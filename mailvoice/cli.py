@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import sys
 from collections.abc import Sequence
+from typing import Any
 
 from mailvoice import __version__
-from mailvoice.errors import MailvoiceError
-
-log = logging.getLogger(__name__)
+from mailvoice.errors import MailvoiceError, MissingExtraError
 
 # subcommand -> module under mailvoice.commands exposing `run(args) -> int`
 _COMMANDS: dict[str, str] = {
@@ -32,7 +29,33 @@ _COMMANDS: dict[str, str] = {
     "reply": "send",
     "worker": "worker",
     "scheduler": "scheduler",
+    "outbox": "outboxcmd",
+    "demo": "demo",
 }
+
+# An optional dependency's top-level module -> the extra that installs it (a missing one exits 2 with the pip line).
+EXTRAS: dict[str, str] = {
+    "uvicorn": "web",
+    "starlette": "web",
+    "websockets": "web",
+    "sounddevice": "mic",
+    "TTS": "coqui",
+    "torch": "coqui",
+    "torchaudio": "coqui",
+    "celery": "scale",
+    "kombu": "scale",
+    "psycopg": "postgres",
+    "alembic": "postgres",
+}
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every command also takes after its name (`mailvoice doctor --config F`)."""
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    c.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    c.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return c
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,16 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mailvoice {__version__}")
     p.add_argument("--config", metavar="FILE", help="config file (default: $MAILVOICE_CONFIG or the user config dir)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="log lines as text or one JSON object each (default: general.log_format)",
+    )
+    sub = _Sub(p.add_subparsers(dest="command", metavar="COMMAND"), _common())
 
     s = sub.add_parser("init", help="create the data dir, the 0600 key file and a starter config")
     s.add_argument("--force", action="store_true", help="overwrite an existing config file (never the key file)")
 
     s = sub.add_parser("keys", help="manage encryption keys")
-    ks = s.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    ks = _Sub(s.add_subparsers(dest="keys_command", metavar="ACTION", required=True), sub.common)
     ks.add_parser("rotate", help="make a new key active and re-seal every record under it")
 
-    sub.add_parser("doctor", help="check models, key, config, servers and the interpreter's security fixes")
+    s = sub.add_parser("doctor", help="check config, key, store, models, and log in to the mail servers")
+    s.add_argument("--json", action="store_true", help="the checks as one JSON object on stdout")
 
     s = sub.add_parser("transcribe", help="transcribe audio files offline")
     s.add_argument("files", nargs="+", metavar="FILE")
@@ -72,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the mail bot (daemon); --once processes what is waiting and exits")
     s.add_argument("--once", action="store_true", help="process what is waiting, deliver, and exit (cron-friendly)")
     s.add_argument("--since", metavar="DATE", help="also process older mail received since DATE (YYYY-MM-DD)")
+    s.add_argument("--json", action="store_true", help="with --once: the counts as one JSON object on stdout")
 
     s = sub.add_parser("worker", help="scaled-out worker: consume poll, transcribe, summary and send tasks")
     s.add_argument(
@@ -95,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("quarantine", help="list or retry quarantined mail")
-    qs = s.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
+    qs = _Sub(s.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True), sub.common)
     q = qs.add_parser("list", help="items still waiting (open); --all includes retried and resolved ones")
     q.add_argument("--json", action="store_true")
     q.add_argument("--all", action="store_true")
@@ -125,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--since", default="24h", metavar="AGE", help="e.g. 24h, 3d (default 24h)")
     s.add_argument("-o", "--output", metavar="OUT", help="write the audio here (.ogg, .mp3, .wav)")
     s.add_argument("--send", action="store_true", help="mail it to the owner")
+    s.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
 
     s = sub.add_parser("send", help="send a voice email: audio in, transcript + audio out")
     s.add_argument("--to", action="append", default=[], metavar="ADDR", required=True)
@@ -135,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--audio", metavar="FILE")
     g.add_argument("--record", action="store_true", help="record from the microphone")
     s.add_argument("--yes", action="store_true", help="send without showing the transcript for review")
+    s.add_argument("--json", action="store_true", help="the result as one JSON object on stdout (needs --yes)")
 
     s = sub.add_parser("reply", help="reply to a stored message by voice")
     s.add_argument("id")
@@ -143,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--audio", metavar="FILE")
     g.add_argument("--record", action="store_true")
     s.add_argument("--yes", action="store_true")
+    s.add_argument("--json", action="store_true", help="the result as one JSON object on stdout (needs --yes)")
+
+    s = sub.add_parser("outbox", help="mail waiting to be sent: pending, retrying, failed, with the last error")
+    s.add_argument("--json", action="store_true", help="one JSON object per mail per line")
+    s.add_argument("--all", action="store_true", help="include mail already sent")
+
+    s = sub.add_parser("demo", help="the main job on a bundled mailbox, in its own folder: no account, no server")
+    s.add_argument("--home", metavar="DIR", help="demo state (default: $MAILVOICE_HOME, else a user data folder)")
 
     s = sub.add_parser("bench", help="benchmarks: speed and memory as ratios against a baseline in the same process")
     s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale"])
@@ -151,9 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+class _Sub:
+    """A subparsers action whose every parser also takes the common options."""
+
+    def __init__(self, action: Any, common: argparse.ArgumentParser) -> None:
+        self.action = action
+        self.common = common
+
+    def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self.action.add_parser(name, parents=[self.common], **kw)
+        return parser
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that provides the module an import could not find, or None when it is not an optional one."""
+    top = (exc.name or "").split(".")[0]
+    return EXTRAS.get(top)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,18 +216,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    _configure_logging(args.verbose)
+    from mailvoice import logsetup
+
+    logsetup.configure(args.verbose, args.log_format)
     from mailvoice.crypto import scrub_environment
 
     scrub_environment()  # the key never reaches a child process
     module = importlib.import_module(f"mailvoice.commands.{_COMMANDS[args.command]}")
+    from mailvoice.commands import console
+
     try:
         rc: int = module.run(args)
     except MailvoiceError as exc:
-        from mailvoice.commands import console
-
-        console.error(str(exc))
-        return 1
+        cause = exc.__cause__
+        extra = missing_extra(cause) if isinstance(cause, ModuleNotFoundError) else None
+        message = str(exc)
+        if extra is not None and f"mailvoice[{extra}]" not in message:
+            message += f" (optional extra {extra!r}: pip install 'mailvoice[{extra}]')"
+        console.error(message)
+        return 2 if extra is not None or isinstance(exc, MissingExtraError) else 1
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        console.error(
+            f"`mailvoice {args.command}` needs the optional {extra!r} extra ({exc.name} is not installed): "
+            f"pip install 'mailvoice[{extra}]'"
+        )
+        return 2
     except KeyboardInterrupt:
         return 130
     return rc

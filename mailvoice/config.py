@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
@@ -23,6 +25,23 @@ from mailvoice.errors import ConfigError
 ENV_PREFIX = "MAILVOICE_"
 
 TlsMode = Literal["implicit", "starttls", "none"]
+
+
+_BACKLOG = re.compile(r"^\s*(\d+)\s*([hdw])\s*$", re.IGNORECASE)
+_BACKLOG_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+
+
+def parse_backlog(value: str) -> timedelta | None:
+    """general.backlog ("7d", "48h", "2w") as a timedelta; "" or "off" is None."""
+    if value.strip().lower() in ("", "off", "0"):
+        return None
+    m = _BACKLOG.match(value)
+    if m is None:
+        raise ConfigError(
+            f"setting general.backlog = {value!r} is invalid: expected a number and a unit h, d or w "
+            '(e.g. "7d"), or "off"'
+        )
+    return timedelta(hours=int(m.group(1)) * _BACKLOG_HOURS[m.group(2).lower()])
 
 
 def _user_dir(kind: Literal["config", "data"]) -> Path:
@@ -43,7 +62,16 @@ class GeneralSettings:
     """The 0600 key file; None means <data_dir>/keys.json (created by `mailvoice init`)."""
     allow_downloads: bool = False
     """Let engines fetch model weights from a hub when no package or path provides them."""
-    log_level: str = "WARNING"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
+    """Log lines at this level and above (any case); -v / -vv on the command line say more."""
+    log_format: Literal["text", "json"] = "text"
+    """json: one object per line (time, level, logger, message: references only, never content)."""
+    backlog: str = ""
+    """On first contact with a mailbox, also process mail this old ("7d", "48h", "2w"); empty = none (what is
+    there already is left as old mail; `mailvoice run --once --since DATE` processes it later)."""
+
+    def backlog_age(self) -> timedelta | None:
+        return parse_backlog(self.backlog)
 
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir / 'mailvoice.db'}"
@@ -419,6 +447,10 @@ def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | N
         table = raw.get(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] in {cfg_path} must be a table")
+        if section == "general":
+            table, env_raw[section] = _upper_level(table), _upper_level(env_raw.get(section, {}))
+            if not env_raw[section]:
+                del env_raw[section]
         merged = _build(cls, table, f"{section}.")
         if section in env_raw:
             overrides = _build_partial(cls, env_raw[section], f"{section}.")
@@ -434,7 +466,16 @@ def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | N
         if dupes:
             raise ConfigError(f"[[{section}]] names must be unique; repeated: {', '.join(sorted(dupes))}")
         kwargs[section] = built
+    parse_backlog(kwargs["general"].backlog)  # a bad value fails here, naming the key
     return Settings(**kwargs, source=cfg_path if cfg_path.exists() else None)
+
+
+def _upper_level(table: Mapping[str, Any]) -> dict[str, Any]:
+    """log_level is accepted in any case ("info"), as the logging module spells it."""
+    out = dict(table)
+    if isinstance(out.get("log_level"), str):
+        out["log_level"] = out["log_level"].upper()
+    return out
 
 
 def _build_partial(cls: type[Any], raw: Mapping[str, str], prefix: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -112,9 +112,21 @@ class Stats:
     duplicate: int = 0
     quarantined: int = 0
     errors: int = 0
+    old_mail: dict[str, int] = field(default_factory=dict)
+    """"account/folder" -> messages left as old mail at first contact (not transcribed)."""
 
     def add(self, r: Result) -> None:
         setattr(self, r.status, getattr(self, r.status) + 1)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "voicemails": self.delivered,
+            "text": self.text,
+            "duplicate": self.duplicate,
+            "quarantined": self.quarantined,
+            "errors": self.errors,
+            "old_mail": dict(self.old_mail),
+        }
 
 
 def _own_address(name: str, address: str, username: str = "") -> str:
@@ -164,16 +176,18 @@ def build_bindings(settings: Settings, store: Store, since: datetime | None = No
     from mailvoice.mail.maildir import MaildirSource
 
     cursors = StoreCursors(store)
+    age = settings.general.backlog_age()
+    backlog = (datetime.now(UTC) - age).date() if age is not None else None
     out: list[Binding] = []
     for acc in settings.accounts:
-        out.append(
-            Binding(_account_context(acc), functools.partial(ImapSource, acc, cursors, since=since), acc.poll_interval)
-        )
+        src = functools.partial(ImapSource, acc, cursors, since=since, backlog=backlog)
+        out.append(Binding(_account_context(acc), src, acc.poll_interval))
     demo = not settings.accounts and not settings.maildirs
     for md in _maildirs(settings, create_demo=True):
         # The demo mailbox is made to be processed: every mail in it counts as new.
         md_since = datetime.fromtimestamp(0, UTC) if demo else since
-        out.append(Binding(_maildir_context(md), functools.partial(MaildirSource, md, cursors, since=md_since), 10.0))
+        md_src = functools.partial(MaildirSource, md, cursors, since=md_since, backlog=backlog)
+        out.append(Binding(_maildir_context(md), md_src, 10.0))
     return out
 
 
@@ -251,6 +265,9 @@ class Runner:
         source = b.open()
         try:
             source.connect()
+            with self._stats_lock:
+                for folder, left in source.old_mail.items():
+                    self.stats.old_mail[f"{b.ctx.account}/{folder}" if folder else b.ctx.account] = left
             self.drain(source, b.ctx)
         finally:
             source.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 
 import pytest
 
@@ -72,10 +71,13 @@ def test_stop_event_interrupts_the_wait() -> None:
     stop = threading.Event()
     threading.Timer(0.1, stop.set).start()
 
+    calls: list[int] = []
+
     def down() -> None:
+        calls.append(1)
         raise ConnectionError("down")
 
-    t0 = time.monotonic()
+    # Without max_attempts only the stop event ends this (else pytest's timeout fails it): no clock needed.
     with pytest.raises(ConnectionError):
         retry(down, transient=lambda e: True, backoff=Backoff(base=60, cap=60, rng=random.Random(1)), stop=stop)
-    assert time.monotonic() - t0 < 5
+    assert stop.is_set() and len(calls) <= 2

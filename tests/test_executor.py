@@ -56,19 +56,25 @@ async def test_run_propagates_errors() -> None:
 async def test_iterate_streams_items_as_they_are_made() -> None:
     produced_in: set[int] = set()
 
-    def slow_numbers(n: int) -> Iterator[int]:
+    got_first = threading.Event()
+    waited: list[bool] = []
+
+    def numbers(n: int) -> Iterator[int]:
         for i in range(n):
             produced_in.add(threading.get_ident())
-            time.sleep(0.05)
             yield i
+            if i == 0:
+                # The second item is made only once the consumer holds the first: a worker that collected the
+                # whole generator before handing anything over would leave this wait to run out (False).
+                waited.append(got_first.wait(60))
 
     async with ModelWorker("test") as worker:
-        start = time.perf_counter()
-        seen: list[tuple[int, float]] = []
-        async for item in worker.iterate(slow_numbers, 6):
-            seen.append((item, time.perf_counter() - start))
-        assert [i for i, _ in seen] == list(range(6))
-        assert seen[0][1] < 0.2  # the first item arrived long before the last was made
+        seen: list[int] = []
+        async for item in worker.iterate(numbers, 6):
+            seen.append(item)
+            got_first.set()
+        assert seen == list(range(6))
+        assert waited == [True]  # the first item arrived before the rest was made
         assert produced_in and threading.get_ident() not in produced_in
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from servers import MailUser
 
+from mailvoice.backoff import Backoff
 from mailvoice.config import AccountSettings
 from mailvoice.errors import ConfigError, SourceError
 from mailvoice.mail.imap import DONE_KEYWORD, ImapSource, is_transient
@@ -103,11 +103,11 @@ def test_plaintext_only_for_loopback_with_explicit_opt_in(mail_user: MailUser) -
 
 def test_wrong_password_is_permanent_and_never_echoed(mail_user: MailUser, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(mail_user.password_env, "not-the-password-x1")
-    src = ImapSource(mail_user.account(), MemoryCursorStore())
-    started = time.monotonic()
+    backoff = Backoff(base=1.0, cap=1.0)
+    src = ImapSource(mail_user.account(), MemoryCursorStore(), backoff=backoff)
     with pytest.raises(SourceError) as err:
         src.reconnect(max_attempts=5)
-    assert time.monotonic() - started < 3  # no backoff loop on a permanent error
+    assert backoff.attempt == 0  # no backoff loop on a permanent error: not one retry delay was drawn
     assert "login" in str(err.value) and mail_user.password_env in str(err.value)
     assert "not-the-password-x1" not in str(err.value)
 
@@ -303,26 +303,20 @@ def test_acknowledge_from_an_earlier_session_still_marks(mail_user: MailUser) ->
 # ------------------------------------------------------------------------------------------- waiting
 
 
-def test_idle_wakes_within_two_seconds_of_an_append(mail_user: MailUser) -> None:
+def test_idle_wakes_on_an_append(mail_user: MailUser) -> None:
     src = source(mail_user)
     try:
         assert src.uses_idle()
         src.fetch_new()
-        t0 = time.monotonic()
-        assert src.wait_for_change(0.6) is False
-        assert 0.5 < time.monotonic() - t0 < 3
+        assert src.wait_for_change(0.6) is False  # quiet mailbox: the wait ends at its timeout, saying so
         timer = threading.Timer(0.3, mail_user.append, args=(msg(1),))
         timer.start()
-        t0 = time.monotonic()
-        assert src.wait_for_change(10) is True
-        assert time.monotonic() - t0 < 2.5
+        assert src.wait_for_change(60) is True  # True only when IDLE announced it (a timeout answers False)
         timer.join()
         assert ids(src.fetch_new()) == [1]
-        # Mail that landed before IDLE started is seen at once (Dovecot would not announce it in IDLE).
+        # Mail that landed before IDLE started is seen (Dovecot would not announce it in IDLE).
         mail_user.append(msg(2))
-        t0 = time.monotonic()
-        assert src.wait_for_change(5) is True
-        assert time.monotonic() - t0 < 1
+        assert src.wait_for_change(60) is True
         assert ids(src.fetch_new()) == [2]
     finally:
         src.close()
@@ -372,11 +366,9 @@ def test_dropped_connection_during_idle_raises_then_reconnects(mail_user: MailUs
         src.fetch_new()
         killer = threading.Timer(0.3, mail_user.server.doveadm, args=("kick", mail_user.user))
         killer.start()
-        t0 = time.monotonic()
         with pytest.raises(SourceError) as err:
-            src.wait_for_change(30)  # a dead link must not look like a quiet mailbox
+            src.wait_for_change(300)  # a dead link must not look like a quiet mailbox (nor wait out its timeout)
         killer.join()
-        assert time.monotonic() - t0 < 10
         assert is_transient(err.value)
         mail_user.append(msg(1))
         src.reconnect(max_attempts=3)

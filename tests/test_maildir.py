@@ -109,9 +109,7 @@ def test_wait_for_change_sees_a_delivery(tmp_path: Path) -> None:
     folder = make_maildir(tmp_path / "Maildir")
     src = open_source(folder, poll_interval=0.05)
     assert src.fetch_new() == []
-    t0 = time.monotonic()
     assert src.wait_for_change(0.3) is False
-    assert time.monotonic() - t0 >= 0.25
     timer = threading.Timer(0.2, deliver_to_maildir, args=(msg(1), folder))
     timer.start()
     assert src.wait_for_change(5) is True

@@ -338,11 +338,12 @@ def test_idle_delivers_without_waiting_for_the_poll(
         time.sleep(1.0)  # let it baseline and enter IDLE
         appended = time.monotonic()
         mail_user.append(voicemail("<vm-idle@pbx.example.com>"))
+        # Not a speed check: the account polls every 300 s, so delivery before then can only be IDLE's doing;
+        # the deadline sits just below the poll, far beyond any machine's load.
         while not smtp_server.messages:
             assert daemon.poll() is None, output()
-            assert time.monotonic() - appended < 60, "not delivered (poll interval is 300 s: IDLE must wake it)"
+            assert time.monotonic() - appended < 280, "not delivered before the 300 s poll: IDLE did not wake it"
             time.sleep(0.2)
-        assert time.monotonic() - appended < 60
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -84,21 +83,26 @@ def test_piper_chunks_per_sentence(piper: PiperEngine) -> None:
 
 
 @pytest.mark.slow
-def test_piper_streams_lazily(piper: PiperEngine) -> None:
+def test_piper_streams_lazily(piper: PiperEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     text = " ".join(
         f"This is sentence number {n} of a rather long message."
         for n in ("one", "two", "three", "four", "five", "six", "seven", "eight")
     )
     assert inspect.isgenerator(piper.synthesize(text))
+    calls: list[str] = []
+    real = piper.voice.synthesize
+
+    def counting(sentence: str, *args: object) -> object:
+        calls.append(sentence)
+        return real(sentence, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(piper.voice, "synthesize", counting)
     stream = piper.synthesize(text)
-    start = time.perf_counter()
     first = next(stream)
-    first_s = time.perf_counter() - start
     assert first.text == "This is sentence number one of a rather long message."
+    assert len(calls) == 1  # the first sentence did not wait for the other seven to be synthesized
     rest = list(stream)
-    total_s = time.perf_counter() - start
-    assert len(rest) == 7
-    assert first_s < total_s / 3  # the first sentence did not wait for the other seven
+    assert len(rest) == 7 and len(calls) == 8
 
 
 @pytest.mark.slow
@@ -185,8 +189,9 @@ def test_bench_tts_reports_first_sentence_latency() -> None:
         repeats=1,
     )
     assert figures.engine == "piper" and figures.voice == "joe"
-    assert figures.audio_seconds > 3.0 and figures.speed > 1.0
-    assert 0.0 < figures.first_sentence_seconds < figures.synth_seconds
+    assert figures.audio_seconds > 3.0  # no speed asserted: figures are for `mailvoice bench tts`
+    assert figures.speed == pytest.approx(figures.audio_seconds / figures.synth_seconds)
+    assert 0.0 < figures.first_sentence_seconds <= figures.synth_seconds  # the first sentence is part of the whole
     assert figures.peak_rss_mb > 100
 
 

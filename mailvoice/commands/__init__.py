@@ -26,9 +26,20 @@ def err_console() -> Console:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The settings (parsed once, here); general.log_level and log_format take effect from now on."""
     from mailvoice.config import load_settings
+    from mailvoice.logsetup import apply_settings
 
-    return load_settings(getattr(args, "config", None))
+    settings = load_settings(getattr(args, "config", None))
+    apply_settings(settings.general)
+    return settings
+
+
+def print_json(doc: object) -> None:
+    """One JSON document on stdout (scripts parse it; everything human goes to stderr)."""
+    import json
+
+    print(json.dumps(doc, ensure_ascii=False, default=str), flush=True)
 
 
 def open_store(settings: Settings) -> Store:

@@ -101,7 +101,9 @@ def _ask(text: str) -> str:
     """After Ctrl-C or the end of the file on a terminal: ask what to do with the text."""
     if not text.strip() or not sys.stdin.isatty():
         return ""
-    answer = err_console().input("[s]end, save [d]raft, or [q]uit without sending? ").strip().lower()
+    from rich.markup import escape
+
+    answer = err_console().input(escape("[s]end, save [d]raft, or [q]uit without sending? ")).strip().lower()
     return {"s": "send", "d": "save_draft"}.get(answer[:1], "")
 
 
@@ -136,5 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result), flush=True)
     else:
-        err_console().print(msg)
+        from rich.markup import escape
+
+        err_console().print(escape(msg))
     return 0

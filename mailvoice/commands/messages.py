@@ -38,11 +38,6 @@ def _message_json(m: Message, *, full: bool) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from mailvoice.render import format_duration
-
     store = open_store(settings_from(args))
     try:
         rows = store.list_messages(args.kind, limit=args.limit)
@@ -52,6 +47,18 @@ def _list(args: argparse.Namespace) -> int:
         for m in rows:
             print(json.dumps(_message_json(m, full=False), ensure_ascii=False))
         return 0
+    print_messages(rows)
+    return 0
+
+
+def print_messages(rows: tuple[Message, ...]) -> None:
+    """The decrypted messages as a table on stdout (every user-supplied cell escaped for rich)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mailvoice.render import format_duration
+
     table = Table(title=f"{len(rows)} message(s)", show_lines=True)
     for col in ("id", "kind", "when", "from", "text"):
         table.add_column(col, overflow="fold")
@@ -63,10 +70,7 @@ def _list(args: argparse.Namespace) -> int:
         table.add_row(
             m.id[:12], m.kind, m.created_at.strftime("%Y-%m-%d %H:%M"), escape(who), escape(text or "(no speech)")
         )
-    from rich.console import Console
-
     Console().print(table)
-    return 0
 
 
 def _show(args: argparse.Namespace) -> int:

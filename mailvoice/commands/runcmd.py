@@ -7,9 +7,13 @@ import asyncio
 import logging
 import signal
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from mailvoice.commands import console, open_store, settings_from
+from mailvoice.commands import console, open_store, print_json, settings_from
 from mailvoice.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mailvoice.runner import Stats
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +26,25 @@ def _since(value: str | None) -> datetime | None:
     except ValueError as exc:
         raise ConfigError(f"--since {value!r}: expected a date like 2026-11-01") from exc
     return day.replace(tzinfo=UTC)
+
+
+def report(stats: Stats) -> None:
+    """The `run --once` summary; first contact with a mailbox that holds mail says what was left and why."""
+    console.info(
+        f"voicemails transcribed: {stats.delivered}, text mails: {stats.text}, "
+        f"already done: {stats.duplicate}, quarantined: {stats.quarantined}, "
+        f"errors: {stats.errors}"
+    )
+    left = {where: n for where, n in stats.old_mail.items() if n}
+    if not left:
+        return
+    for where, n in sorted(left.items()):
+        console.info(f"first contact with {where}: {n} message(s) already there, left as old mail")
+    console.info(
+        "mailvoice transcribes mail that arrives from now on. To process the old mail too: "
+        "`mailvoice run --once --since YYYY-MM-DD` (mail received since that day), or set "
+        'general.backlog = "7d" in the config before the first run of a new mailbox.'
+    )
 
 
 async def _daemon(runner: object) -> None:
@@ -46,11 +69,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.once:
             stats = asyncio.run(runner.run_once())
-            console.info(
-                f"voicemails transcribed: {stats.delivered}, text mails: {stats.text}, "
-                f"already done: {stats.duplicate}, quarantined: {stats.quarantined}, "
-                f"errors: {stats.errors}"
-            )
+            if args.json:
+                print_json(stats.to_json())
+            else:
+                report(stats)
             return 1 if stats.errors else 0
         asyncio.run(_daemon(runner))
         return 0

@@ -10,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from mailvoice.commands import console, err_console, open_store, settings_from
+from mailvoice.commands import console, err_console, open_store, print_json, settings_from
 from mailvoice.errors import ConfigError
 
 MAX_AUDIO_BYTES = 100 * 1024 * 1024
@@ -32,9 +32,11 @@ def _audio(args: argparse.Namespace) -> tuple[bytes, str]:
 
 
 def _confirm(args: argparse.Namespace, summary: str, transcript: str) -> bool:
+    from rich.markup import escape
+
     out = err_console()
-    out.print(summary)
-    out.print(f"[bold]Transcript:[/bold]\n{transcript or '(no speech detected)'}", markup=True, highlight=False)
+    out.print(escape(summary))  # addresses and the subject are user text: `[bold]` prints as typed
+    out.print(f"[bold]Transcript:[/bold]\n{escape(transcript or '(no speech detected)')}", highlight=False)
     if args.yes:
         return True
     if not sys.stdin.isatty():
@@ -44,6 +46,8 @@ def _confirm(args: argparse.Namespace, summary: str, transcript: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json and not args.yes:
+        raise ConfigError("--json needs --yes: a script cannot review the transcript")
     settings = settings_from(args)
     from mailvoice.voicesend import (
         VoiceDraft,
@@ -87,6 +91,21 @@ def run(args: argparse.Namespace) -> int:
         sent = asyncio.run(send_voice_email(settings, store, draft, account=account))
     finally:
         store.close()
+    if args.json:
+        print_json(
+            {
+                "id": sent.message_id,
+                "message_id": sent.message_id_header,
+                "sent": sent.delivered,
+                "queued": not sent.delivered,
+                "to": list(draft.to),
+                "cc": list(draft.cc),
+                "subject": draft.subject,
+                "transcript": recording.transcript.text,
+                "sent_folder": sent.sent_folder or None,
+                "error": sent.error or None,
+            }
+        )
     if not sent.delivered:
         console.warn(f"voice email queued, not sent yet ({sent.error}); `mailvoice run` retries it")
         return 1

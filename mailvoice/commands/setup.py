@@ -15,6 +15,9 @@ STARTER_CONFIG = """\
 [general]
 # data_dir = "~/.local/share/mailvoice"   # store, key file, quarantine, delivered mail
 # allow_downloads = false                 # let engines fetch models from a hub when no package provides them
+# backlog = "7d"          # first contact with a mailbox: also transcribe mail this old (default: none, see README)
+# log_level = "WARNING"   # INFO shows each message handled (by reference, never its content)
+# log_format = "text"     # or "json": one object per line
 
 [asr]
 # model = "tiny.en"      # model package name (see models/manifest.toml), a CTranslate2 directory, or a hub name
@@ -48,10 +51,27 @@ STARTER_CONFIG = """\
 """
 
 
-def _init(args: argparse.Namespace) -> int:
+def _write_config(args: argparse.Namespace) -> None:
+    """Write the starter config where --config / $MAILVOICE_CONFIG / the user dir points (folder 0700, file 0600)."""
     from mailvoice.config import default_config_path
+
+    cfg = Path(getattr(args, "config", None) or os.environ.get("MAILVOICE_CONFIG") or default_config_path())
+    cfg = cfg.expanduser()
+    if cfg.exists() and not args.force:
+        console.info(f"config: {cfg} (exists)")
+        return
+    cfg.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(STARTER_CONFIG)
+    os.chmod(cfg, 0o600)  # O_CREAT's mode is not applied to a file that already existed (--force)
+    console.info(f"config: {cfg} written")
+
+
+def _init(args: argparse.Namespace) -> int:
     from mailvoice.crypto import create_keyring, env_keyring, load_keyring
 
+    _write_config(args)  # first: the settings below are read from it, and a named file may not exist yet
     settings = settings_from(args)
     data_dir = settings.general.data_dir
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -64,16 +84,6 @@ def _init(args: argparse.Namespace) -> int:
     else:
         create_keyring(key_file)
         console.info(f"key: {key_file} created (mode 0600) - back it up: without it the store cannot be read")
-
-    cfg = Path(args.config or os.environ.get("MAILVOICE_CONFIG") or default_config_path()).expanduser()
-    if cfg.exists() and not args.force:
-        console.info(f"config: {cfg} (exists)")
-    else:
-        cfg.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(STARTER_CONFIG)
-        console.info(f"config: {cfg} written")
     console.info(f"data: {data_dir}")
     return 0
 

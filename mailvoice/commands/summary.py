@@ -10,7 +10,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from mailvoice.commands import console, err_console, open_store, settings_from
+from mailvoice.commands import console, err_console, open_store, print_json, settings_from
 from mailvoice.errors import ConfigError
 
 _FORMATS = {".ogg": "ogg", ".opus": "ogg", ".mp3": "mp3", ".wav": "wav"}
@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from mailvoice.spoken.summary import speak_summary, summary_records
 
     store = open_store(settings)
+    doc: dict[str, object] = {"output": str(out) if out else None, "mailed_to": [], "sent": None}
     try:
         with Progress(
             SpinnerColumn(),
@@ -53,15 +54,20 @@ def run(args: argparse.Namespace) -> int:
             spoken = speak_summary(settings, store, tts, account=account, since=args.since, fmt=fmt)
         message, mail = summary_records(settings, spoken, send=bool(args.send))
         store.record(messages=(message,), outgoing=(mail,) if mail is not None else ())
+        doc.update(id=message.id, duration=round(spoken.duration, 2), messages=spoken.script.count, format=fmt)
         if out is not None:
             write_atomic(out, spoken.audio)
             console.info(f"wrote {out} ({spoken.duration:.1f} s, {spoken.script.count} message(s))")
         if settings.summary.folder is not None:
             path = write_summary_file(settings.summary.folder, spoken, account)
+            doc["file"] = str(path)
             console.info(f"wrote {path}")
         if mail is not None:
             stats = asyncio.run(Outbox(settings, store).flush())
             row = store.get_outgoing(mail.id)
+            doc.update(mailed_to=list(mail.envelope.recipients), sent=row.state == "sent", error=row.last_error or None)
+            if args.json:
+                print_json(doc)
             if row.state != "sent":
                 console.warn(
                     f"summary queued, not sent yet ({row.last_error or row.state}); `mailvoice run` retries it"
@@ -75,4 +81,6 @@ def run(args: argparse.Namespace) -> int:
             )
     finally:
         store.close()
+    if args.json and doc["sent"] is None:
+        print_json(doc)
     return 0

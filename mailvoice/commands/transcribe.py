@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         asr = dataclasses.replace(asr, model=args.model)
 
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mailvoice.audio import load_for_asr
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         task = progress.add_task("loading model", total=len(files))
         engine = load_asr(asr, settings.general)
         for path in files:
-            progress.update(task, description=f"transcribing {path.name}")
+            progress.update(task, description=f"transcribing {escape(path.name)}")
             try:
                 clip = load_for_asr(
                     _read_capped(path, settings.audio.max_bytes), name=str(path), settings=settings.audio

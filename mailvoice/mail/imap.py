@@ -84,6 +84,7 @@ class ImapSource:
         cursors: CursorStore,
         *,
         since: date | None = None,
+        backlog: date | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         stop: threading.Event | None = None,
         backoff: Backoff | None = None,
@@ -111,6 +112,11 @@ class ImapSource:
             raise ConfigError(f"{self.where}: ca_file {settings.ca_file} does not exist")
         self.cursors = cursors
         self.since = since
+        """Process mail since this day: on first contact, and (reaching back) when a cursor exists."""
+        self.backlog = backlog
+        """Like since, but on first contact only (general.backlog)."""
+        self.old_mail: dict[str, int] = {}
+        """Folder -> messages left as old mail at first contact in this session (for the run summary)."""
         self.max_message_bytes = max_message_bytes
         self.stop = stop or threading.Event()
         self.backoff = backoff or Backoff(base=1.0, cap=300.0)
@@ -155,6 +161,15 @@ class ImapSource:
         self.login()
         for folder in self.folders:  # first contact baselines here: what is there now is old mail
             self._sync(folder)
+
+    def examine(self) -> dict[str, int]:
+        """Log in and EXAMINE each folder (read-only, no cursor touched): folder -> messages in it (doctor)."""
+        self.login()
+        found: dict[str, int] = {}
+        for folder in self.folders:
+            with self._errors(f"EXAMINE {folder}"):
+                found[folder] = int(self.client.select_folder(folder, readonly=True).get(b"EXISTS", 0))
+        return found
 
     def detach(self) -> Any:
         """Hand the logged-in client over to the caller (who logs it out); this source forgets it."""
@@ -250,9 +265,11 @@ class ImapSource:
         if st is None:
             saved = self.cursors.get(self.name, folder)
             if saved is None:
-                st = self._baseline(folder, validity, uidnext)
+                st = self._baseline(folder, validity, uidnext, int(sel.get(b"EXISTS", 0)))
             elif saved.uidvalidity == validity and saved.last_uid < uidnext:
                 st = _Folder(folder, validity, saved.last_uid, saved.baseline, saved=saved)
+                if self.since is not None and _day_start(self.since) < saved.baseline:
+                    self._reach_back(st, self.since)
             else:
                 st = self._rescan(folder, validity, uidnext, saved.baseline, saved)
         elif st.uidvalidity != validity or uidnext - 1 < st.seen_upto:
@@ -261,28 +278,45 @@ class ImapSource:
         self._states[folder] = st
         return st, uidnext
 
-    def _baseline(self, folder: str, validity: int, uidnext: int) -> _Folder:
-        if self.since is None:
+    def _baseline(self, folder: str, validity: int, uidnext: int, exists: int) -> _Folder:
+        since = self.since or self.backlog
+        if since is None:
             st = _Folder(folder, validity, uidnext - 1, time.time())
-            log.info(
-                "%s/%s: first contact, baseline at UIDNEXT %d (older mail is not processed)",
-                self.where,
-                folder,
-                uidnext,
-            )
+            left = exists
         else:
             with self._errors("SEARCH SINCE"):
-                uids = [int(u) for u in self.client.search(["SINCE", self.since])]
-            start = min(uids) - 1 if uids else uidnext - 1
-            st = _Folder(
+                uids = [int(u) for u in self.client.search(["SINCE", since])]
+            # Handed out like a rescan (INTERNALDATE checked again: SINCE is day-granular, UIDs need not follow
+            # arrival dates); the cursor is persisted once they are all acknowledged.
+            st = _Folder(folder, validity, uidnext - 1, _day_start(since), queue=sorted(uids), rescan=True)
+            left = max(0, exists - len(uids))
+            log.info("%s/%s: first contact, %d message(s) since %s", self.where, folder, len(uids), since)
+        self.old_mail[folder] = left
+        if left:
+            log.warning(
+                "%s/%s: first contact: %d older message(s) left as old mail, not transcribed; to process them "
+                'run `mailvoice run --once --since YYYY-MM-DD`, or set general.backlog (e.g. "7d") before a '
+                "first run",
+                self.where,
                 folder,
-                validity,
-                start,
-                datetime(self.since.year, self.since.month, self.since.day, tzinfo=UTC).timestamp(),
+                left,
             )
-            log.info("%s/%s: first contact, %d message(s) since %s", self.where, folder, len(uids), self.since)
+        else:
+            log.info("%s/%s: first contact, baseline at UIDNEXT %d", self.where, folder, uidnext)
         self._save(st, force=True)
         return st
+
+    def _reach_back(self, st: _Folder, since: date) -> None:
+        """An explicit --since older than the baseline: hand out what arrived since then and is not marked done
+        (the ledger drops anything processed without the keyword)."""
+        with self._errors("SEARCH SINCE"):
+            uids = [int(u) for u in self.client.search(["SINCE", since, "UNKEYWORD", DONE_KEYWORD])]
+        older = sorted(u for u in uids if u <= st.seen_upto)
+        st.baseline = _day_start(since)
+        if older:
+            st.queue, st.rescan = older, True
+        log.info("%s/%s: --since %s reaches back over %d message(s)", self.where, st.name, since, len(older))
+        self._save(st, force=True)
 
     def _rescan(self, folder: str, validity: int, uidnext: int, baseline: float, saved: Cursor | None) -> _Folder:
         # (UIDVALIDITY, UID) no longer names the same messages: take everything not marked done that arrived
@@ -528,6 +562,10 @@ class ImapSource:
                         return True
             if time.monotonic() >= deadline:
                 return False
+
+
+def _day_start(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
 def _is_new_mail(resp: Any) -> bool:

@@ -68,6 +68,10 @@ def done_letter(folder: Path) -> str | None:
     return None if z in taken else DEFAULT_DONE_LETTER
 
 
+def _day_start(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
 class MaildirSource:
     """A Maildir folder as a MailSource; use it from one thread only."""
 
@@ -77,6 +81,7 @@ class MaildirSource:
         cursors: CursorStore,
         *,
         since: date | None = None,
+        backlog: date | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         poll_interval: float = 1.0,
         stop: threading.Event | None = None,
@@ -87,6 +92,11 @@ class MaildirSource:
         self.folder = str(settings.path)
         self.cursors = cursors
         self.since = since
+        """Process mail delivered since this day: on first contact, and (reaching back) later."""
+        self.backlog = backlog
+        """Like since, on first contact only (general.backlog)."""
+        self.old_mail: dict[str, int] = {}
+        """Folder -> messages left as old mail at first contact in this session."""
         self.max_message_bytes = max_message_bytes
         self.poll_interval = poll_interval
         self.stop = stop or threading.Event()
@@ -109,14 +119,24 @@ class MaildirSource:
             )
         saved = self.cursors.get(self.name, self.folder)
         if saved is None:
-            start = (
-                datetime(self.since.year, self.since.month, self.since.day, tzinfo=UTC).timestamp()
-                if self.since
-                else time.time()
-            )
-            saved = Cursor(0, 0, start)
+            first = self.since or self.backlog
+            saved = Cursor(0, 0, _day_start(first) if first else time.time())
             self.cursors.set(self.name, self.folder, saved)
-            log.info("Maildir %s: first contact; mail delivered before the baseline is not processed", self.name)
+            left = sum(1 for e in self._scan() if e.delivered < int(saved.baseline))
+            self.old_mail[""] = left  # a Maildir source is one folder: shown under the source name
+            if left:
+                log.warning(
+                    "Maildir %s: first contact: %d older message(s) left as old mail, not transcribed; to process "
+                    'them run `mailvoice run --once --since YYYY-MM-DD`, or set general.backlog (e.g. "7d") '
+                    "before a first run",
+                    self.name,
+                    left,
+                )
+            else:
+                log.info("Maildir %s: first contact", self.name)
+        elif self.since is not None and _day_start(self.since) < saved.baseline:
+            saved = Cursor(0, 0, _day_start(self.since))  # reach back: done letters and the ledger skip repeats
+            self.cursors.set(self.name, self.folder, saved)
         self.baseline = saved.baseline
         self._returned.clear()
 

@@ -23,9 +23,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailvoice.config import SmtpSettings, is_loopback, read_secret
 from mailvoice.errors import ConfigError, DeliveryError
+
+if TYPE_CHECKING:
+    import aiosmtplib
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +96,35 @@ def check_settings(settings: SmtpSettings) -> None:
 
 async def send(raw: bytes, sender: str, recipients: Sequence[str], settings: SmtpSettings) -> SendResult:
     """Send one message; raises DeliveryError (see the module docstring for `permanent`)."""
-    import aiosmtplib
-
     check_settings(settings)
     _check_address(sender, "sender")
     rcpts = [_check_address(r, "recipient") for r in recipients]
     if not rcpts:
         raise DeliveryError("no recipients given", permanent=True)
+    where = _where(settings, _port(settings))
+    client, password = _client(settings)
+    try:
+        await client.connect()
+        if settings.username:
+            await client.login(settings.username, password or "")
+        errors, _ = await client.sendmail(sender, rcpts, raw)
+    except Exception as exc:
+        raise _classify(exc, where, settings) from exc
+    finally:
+        await _close(client, where)
+    refused = tuple(Refusal(r, int(resp.code), str(resp.message)) for r, resp in errors.items())
+    accepted = tuple(r for r in rcpts if r not in errors)
+    if refused:
+        log.warning("%s: accepted for %d recipient(s), refused for %d", where, len(accepted), len(refused))
+    else:
+        log.info("%s: accepted for %d recipient(s), %d bytes", where, len(accepted), len(raw))
+    return SendResult(accepted, refused)
+
+
+def _client(settings: SmtpSettings) -> tuple[aiosmtplib.SMTP, str | None]:
+    """The client with the configured TLS mode and CA (never a silent plaintext fallback), and the password."""
+    import aiosmtplib
+
     port = _port(settings)
     where = _where(settings, port)
     password = (
@@ -119,30 +145,38 @@ async def send(raw: bytes, sender: str, recipients: Sequence[str], settings: Smt
         validate_certs=True,
         tls_context=ctx,
     )
+    return client, password
+
+
+async def _close(client: aiosmtplib.SMTP, where: str) -> None:
+    protocol = client.protocol
+    try:
+        if client.is_connected:
+            await client.quit()
+    except Exception:
+        log.debug("%s: QUIT failed; closing", where)
+    finally:
+        client.close()  # also after a failed connect or STARTTLS: no transport is left open
+        await _closed(protocol)
+
+
+async def check_login(settings: SmtpSettings) -> str:
+    """Connect, TLS, and authenticate when a username is set; send nothing. Returns what was verified;
+    raises DeliveryError naming the fix (`mailvoice doctor`)."""
+    check_settings(settings)
+    where = _where(settings, _port(settings))
+    client, password = _client(settings)
     try:
         await client.connect()
+        tls = "TLS" if settings.tls == "implicit" else "STARTTLS" if settings.tls == "starttls" else "no TLS"
         if settings.username:
             await client.login(settings.username, password or "")
-        errors, _ = await client.sendmail(sender, rcpts, raw)
+            return f"{where}: {tls}, logged in as {settings.username}"
+        return f"{where}: {tls}, no login configured (smtp.username empty)"
     except Exception as exc:
         raise _classify(exc, where, settings) from exc
     finally:
-        protocol = client.protocol
-        try:
-            if client.is_connected:
-                await client.quit()
-        except Exception:
-            log.debug("%s: QUIT failed; closing", where)
-        finally:
-            client.close()  # also after a failed connect or STARTTLS: no transport is left open
-            await _closed(protocol)
-    refused = tuple(Refusal(r, int(resp.code), str(resp.message)) for r, resp in errors.items())
-    accepted = tuple(r for r in rcpts if r not in errors)
-    if refused:
-        log.warning("%s: accepted for %d recipient(s), refused for %d", where, len(accepted), len(refused))
-    else:
-        log.info("%s: accepted for %d recipient(s), %d bytes", where, len(accepted), len(raw))
-    return SendResult(accepted, refused)
+        await _close(client, where)
 
 
 async def _closed(protocol: object, limit: float = 1.0) -> None:

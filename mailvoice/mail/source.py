@@ -98,6 +98,8 @@ class MailSource(Protocol):
     """A mailbox the runner drains: connect, fetch new items, acknowledge them, wait for more."""
 
     name: str
+    old_mail: dict[str, int]
+    """Folder -> messages left as old mail at first contact (filled by connect; empty once a cursor exists)."""
 
     def connect(self) -> None:
         """Open the connection (or check the folder); raises SourceError or ConfigError."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, delete, select, update
+from sqlalchemy import Connection, Row, delete, func, select, update
 
 from mailvoice.crypto import record_aad
 from mailvoice.store.db import Db, from_db_time, resolve_id, to_db_time
@@ -135,6 +135,11 @@ class MessageQueries:
         with self._db.read() as conn:
             rows = conn.execute(query).all()
         return tuple(self._open_message(row) for row in rows)
+
+    def count_messages(self) -> int:
+        """How many messages are stored (a COUNT: nothing is opened)."""
+        with self._db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(messages)).scalar_one())
 
     def set_message_state(self, message_id: str, state: str) -> None:
         """Record a message's progress (free-form short word, no content)."""
