@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mailvoice.errors import MailvoiceError
-from mailvoice.web.security import APP_PROTOCOL, AudioRate, Limits, token_from_protocols, token_ok
+from mailvoice.web.security import APP_PROTOCOL, AudioRate, Bucket, Limits, token_from_protocols, token_ok
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,6 +96,8 @@ class _Connection:
         self.limits = limits
         self.draft = Draft()
         self.rate = AudioRate(limits)
+        self.text_rate = Bucket(limits.text_per_s, limits.text_burst)
+        self.control_rate = Bucket(limits.control_per_s, limits.control_burst)
         self.audio: asyncio.Queue[npt.NDArray[np.float32] | None] | None = None
         self.session_task: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
@@ -145,15 +147,24 @@ class _Connection:
             self.audio.put_nowait(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0)
         return ""
 
-    async def on_text(self, text: str) -> None:
-        from mailvoice.dictation.mailer import Dictated, save_draft, send
-
+    async def on_text(self, text: str) -> str:
+        """Handle one JSON message; a reason string when it breaks a limit (the socket is then closed)."""
+        if not self.text_rate.take():
+            return "messages faster than the limit"
         try:
             msg = json.loads(text)
         except ValueError:
             await self.send({"type": "error", "message": "messages must be JSON"})
-            return
+            return ""
         kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind in ("start", "stop", "send", "save_draft") and not self.control_rate.take():
+            return f"{kind} messages faster than the limit"
+        await self._dispatch(kind, msg)
+        return ""
+
+    async def _dispatch(self, kind: object, msg: Any) -> None:
+        from mailvoice.dictation.mailer import Dictated, save_draft, send
+
         if kind == "start":
             await self.start()
         elif kind == "stop":
@@ -210,7 +221,11 @@ class _Connection:
                     if len(msg["text"]) > self.limits.max_text_bytes:
                         await self.ws.close(code=1009, reason="message too large")
                         return
-                    await self.on_text(msg["text"])
+                    why = await self.on_text(msg["text"])
+                    if why:
+                        log.warning("closing a dictation socket: %s", why)
+                        await self.ws.close(code=1008, reason=why)
+                        return
             await self.ws.close(code=1001, reason="session too long")
         except WebSocketDisconnect:
             return
