@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mailvoice.errors import MailvoiceError
+from mailvoice.web.metrics import Metrics, TimedDecoder, monitoring_routes
 from mailvoice.web.security import APP_PROTOCOL, AudioRate, Bucket, Limits, token_from_protocols, token_ok
 
 if TYPE_CHECKING:
@@ -55,9 +56,10 @@ def _static(name: str) -> bytes:
 class _Guard:
     """ASGI wrapper: checks Origin and token of a WebSocket handshake before the app (and the upgrade) sees it."""
 
-    def __init__(self, app: Any, config: WebConfig) -> None:
+    def __init__(self, app: Any, config: WebConfig, store: Store | None = None) -> None:
         self.app = app
         self.config = config
+        self.store = store
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
@@ -73,19 +75,32 @@ class _Guard:
                 why = "origin not allowed"
             elif not token_ok(token_from_protocols(protocols), self.config.token):
                 why = "bad or missing token"
+            client = f"web:{(scope.get('client') or ('?',))[0]}"
             if why:
-                log.warning("refused a WebSocket handshake from %s: %s", (scope.get("client") or ("?",))[0], why)
+                log.warning("refused a WebSocket handshake from %s: %s", client, why)
+                await self._audit("login.failed", f"{WS_PATH} {why}", client, "failed")
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008})  # before accept: the server answers 403
                 return
+            await self._audit("login.succeeded", WS_PATH, client, "ok")
         await self.app(scope, receive, send)
+
+    async def _audit(self, action: str, target: str, actor: str, outcome: str) -> None:
+        if self.store is not None:
+            await asyncio.to_thread(self.store.audit, action, target, actor=actor, outcome=outcome)
 
 
 class _Connection:
     """One browser page: recordings come and go, the draft stays."""
 
     def __init__(
-        self, ws: WebSocket, settings: Settings, pipeline: Pipeline, store: Store | None, limits: Limits
+        self,
+        ws: WebSocket,
+        settings: Settings,
+        pipeline: Pipeline,
+        store: Store | None,
+        limits: Limits,
+        metrics: Metrics,
     ) -> None:
         from mailvoice.dictation.draft import Draft
 
@@ -94,6 +109,7 @@ class _Connection:
         self.pipeline = pipeline
         self.store = store
         self.limits = limits
+        self.metrics = metrics
         self.draft = Draft()
         self.rate = AudioRate(limits)
         self.text_rate = Bucket(limits.text_per_s, limits.text_burst)
@@ -111,11 +127,18 @@ class _Connection:
             yield chunk
 
     async def _run_session(self, queue: asyncio.Queue[npt.NDArray[np.float32] | None]) -> None:
+        from mailvoice.dictation.events import Final
+        from mailvoice.dictation.recognizer import StreamingRecognizer
         from mailvoice.dictation.session import DictationSession
 
-        session = DictationSession(self.pipeline.recognizer(), self.pipeline.worker, self.draft)
+        decoder: Any = TimedDecoder(self.pipeline.decoder, self.metrics)
+        recognizer = StreamingRecognizer(decoder, self.pipeline.stream)
+        session = DictationSession(recognizer, self.pipeline.worker, self.draft)
+        self.metrics.sessions.inc()
         try:
             async for event in session.run(self._frames(queue)):
+                if isinstance(event, Final):
+                    self.metrics.latency.observe(event.compute_s)
                 await self.send(event.to_json())
             await self.send({"type": "stopped", "text": self.draft.text})
         except MailvoiceError as exc:
@@ -260,13 +283,15 @@ def create_app(settings: Settings, pipeline: Pipeline, config: WebConfig, store:
 
     async def socket(ws: WebSocket) -> None:
         await ws.accept(subprotocol=APP_PROTOCOL)
-        await _Connection(ws, settings, pipeline, store, config.limits).serve()
+        await _Connection(ws, settings, pipeline, store, config.limits, metrics).serve()
 
+    metrics = Metrics(store)
     routes: list[Any] = [Route("/", page), Route("/static/{name}", static), WebSocketRoute(WS_PATH, socket)]
+    routes += monitoring_routes(config.token, metrics, store)
     if store is not None:
         from mailvoice.feed import feed_routes
 
         shared = store
         routes += feed_routes(settings, lambda: shared)  # the private podcast feed of spoken summaries
     app: Starlette = Starlette(routes=routes)
-    return _Guard(app, config)
+    return _Guard(app, config, store)
