@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pgutil import pg_session_url, pg_url  # noqa: F401  (fixtures)
 
 from mailvoice.crypto import Sealer, create_keyring
 from mailvoice.store import Envelope, MessageContent, NewMessage, NewOutgoing, Store
@@ -141,3 +142,38 @@ def test_cli_reads_are_audited_and_verify_fails_on_a_tampered_trail(tmp_path: Pa
     assert "record 1 was altered" in bad.stderr and "BROKEN" in bad.stderr
     verdict = json.loads(_mailvoice(env, "audit", "--verify", "--json").stdout)
     assert verdict["ok"] is False and verdict["records"] == 4
+
+
+@pytest.mark.scale
+def test_postgres_chain_is_one_under_concurrent_appends_and_refuses_edits(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    import threading
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    ring = create_keyring(tmp_path / "keys.json")
+    stores = [Store.open(pg_url, Sealer(ring)) for _ in range(4)]
+    try:
+
+        def append(s: Store, who: str) -> None:
+            for i in range(10):
+                s.audit("message.shown", f"id{i}", actor=who)
+
+        threads = [threading.Thread(target=append, args=(s, f"cli:u{n}")) for n, s in enumerate(stores)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        check = stores[0].audit_verify()
+        assert check.ok and check.records == 40, check.problems
+        engine = create_engine(pg_url)
+        try:
+            for statement in ("UPDATE audit SET target = 'x' WHERE seq = 3", "DELETE FROM audit WHERE seq = 3"):
+                with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                    conn.execute(text(statement))
+        finally:
+            engine.dispose()
+        assert stores[0].audit_verify().ok
+    finally:
+        for s in stores:
+            s.close()

@@ -27,7 +27,8 @@ from websockets.asyncio.client import connect
 from mailvoice.config import GeneralSettings, Settings
 from mailvoice.crypto import Sealer, create_keyring
 from mailvoice.dictation.runtime import Pipeline
-from mailvoice.store import Envelope, NewOutgoing, SourceRef, Store
+from mailvoice.feed import feed_token
+from mailvoice.store import Envelope, MessageContent, NewMessage, NewOutgoing, SourceRef, Store
 from mailvoice.web.app import WebConfig, create_app
 from mailvoice.web.security import Limits
 from mailvoice.web.server import ConnLimits
@@ -46,7 +47,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 def served(tmp_path: Path, pipeline: Pipeline) -> Iterator[tuple[Gated, Store]]:
     ring = create_keyring(tmp_path / "keys.json")
     with Store.open(f"sqlite:///{tmp_path / 'mv.db'}", Sealer(ring)) as store:
-        app = create_app(Settings(), pipeline, WebConfig(TOKEN, frozenset(), Limits()), store)
+        settings = Settings(general=GeneralSettings(data_dir=tmp_path / "data"))
+        app = create_app(settings, pipeline, WebConfig(TOKEN, frozenset(), Limits()), store)
         with Gated(app, ConnLimits()) as srv:
             app.config = replace(app.config, origins=frozenset({f"http://127.0.0.1:{srv.port}"}))
             yield srv, store
@@ -113,6 +115,23 @@ def test_socket_logins_are_audited(served: tuple[Gated, Store]) -> None:
     trail = [(r.action, r.target, r.outcome) for r in store.audit_records()]
     assert trail == [("login.failed", "/ws bad or missing token", "failed"), ("login.succeeded", "/ws", "ok")]
     assert TOKEN not in json.dumps([r.to_json() for r in store.audit_records()])
+
+
+def test_feed_episodes_played_are_audited_by_id(served: tuple[Gated, Store], tmp_path: Path) -> None:
+    srv, store = served
+    summary = NewMessage("summary", "main", MessageContent(text="Two new messages."), audio=b"OggS" + b"\0" * 4000)
+    store.record(messages=[summary])
+    secret = feed_token(Settings(general=GeneralSettings(data_dir=tmp_path / "data")))
+    url = f"http://127.0.0.1:{srv.port}/feed/{secret}/{summary.id}.ogg"
+    with urllib.request.urlopen(url, timeout=BOUND_S) as reply:
+        assert reply.status == 200
+    later = urllib.request.Request(url, headers={"Range": "bytes=100-199"})  # the same listen, further on
+    with urllib.request.urlopen(later, timeout=BOUND_S) as reply:
+        assert reply.status == 206
+    assert _http(srv.port, f"/feed/guessed-guessed-guessed-guess/{summary.id}.ogg")[0] == 404
+    trail = [(r.action, r.target) for r in store.audit_records()]
+    assert trail == [("audio.played", summary.id), ("login.failed", "/feed")]
+    assert secret not in json.dumps([r.to_json() for r in store.audit_records()])
 
 
 async def _dictate(port: int, pcm: bytes) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import contextlib
 import importlib.resources
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 WS_PATH = "/ws"
+_FEED_AUDIO = re.compile(r"^/feed/[^/]+/([0-9a-f]{8,64})\.[a-z0-9]{2,4}$")
+"""A podcast enclosure; only the item id is audited, never the feed secret before it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,9 @@ class _Guard:
         self.store = store
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.store is not None and str(scope.get("path", "")).startswith("/feed/"):
+            await self._audited_feed(scope, receive, send)
+            return
         if scope["type"] == "websocket":
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             from mailvoice.web.security import normalise_origin
@@ -84,6 +90,24 @@ class _Guard:
                 return
             await self._audit("login.succeeded", WS_PATH, client, "ok")
         await self.app(scope, receive, send)
+
+    async def _audited_feed(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A played episode (its first byte range) is audited before it is sent; a 404 is a failed login."""
+        client = f"web:{(scope.get('client') or ('?',))[0]}"
+        ranges = [v for k, v in scope.get("headers", []) if k.lower() == b"range"]
+        first = not ranges or ranges[0].replace(b" ", b"").startswith(b"bytes=0-")
+        audio = _FEED_AUDIO.match(str(scope.get("path", "")))
+
+        async def watch(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if status in (200, 206) and audio is not None and first:
+                    await self._audit("audio.played", audio.group(1), client, "ok")
+                elif status == 404:
+                    await self._audit("login.failed", "/feed", client, "failed")
+            await send(message)
+
+        await self.app(scope, receive, watch)
 
     async def _audit(self, action: str, target: str, actor: str, outcome: str) -> None:
         if self.store is not None:
