@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback --host: an HTTPS reverse proxy terminates TLS in front of this server",
     )
+    s.add_argument("--max-connections", type=int, default=100, metavar="N", help="open connections at once")
+    s.add_argument(
+        "--max-per-client",
+        type=int,
+        default=16,
+        metavar="N",
+        help="connections from one address at once (behind a reverse proxy every client is the proxy)",
+    )
 
     s = sub.add_parser("audit", help="the audit trail: who read, played, sent, rotated or logged in, and when")
     s.add_argument("--since", metavar="AGE|DATE", help="e.g. 24h, 7d or 2026-01-31 (default: everything)")

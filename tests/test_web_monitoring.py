@@ -190,6 +190,8 @@ def test_serve_refuses_unsafe_token_and_address_settings(env: dict[str, str], tm
     assert argv.returncode == 1 and "shows in `ps`" in argv.stderr and "--token-file" in argv.stderr
     wide = _serve(env, "--host", "0.0.0.0")
     assert wide.returncode == 1 and "--behind-tls-proxy" in " ".join(wide.stderr.split())
+    caps = _serve(env, "--max-connections", "4", "--max-per-client", "5")
+    assert caps.returncode == 1 and "per-client cap no larger than the total" in " ".join(caps.stderr.split())
     short = _serve({**env, "MAILVOICE_WEB_TOKEN": "short"})
     assert short.returncode == 1 and "at least 24" in " ".join(short.stderr.split())
     loose = tmp_path / "token"

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from mailvoice.dictation.runtime import Pipeline
     from mailvoice.web.app import WebConfig, create_app
     from mailvoice.web.security import Limits, allowed_origins
-    from mailvoice.web.server import make_server
+    from mailvoice.web.server import ConnLimits, make_server
 
     if getattr(args, "token", None):
         raise ConfigError(
@@ -64,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
             "or pass --token-file FILE (mode 0600)"
         )
     check_bind(args.host, args.behind_tls_proxy)
+    if args.max_connections < 1 or not 1 <= args.max_per_client <= args.max_connections:
+        raise ConfigError(
+            f"serve --max-connections {args.max_connections} --max-per-client {args.max_per_client}: "
+            "both must be at least 1, the per-client cap no larger than the total"
+        )
+    limits = ConnLimits(max_connections=args.max_connections, max_per_client=args.max_per_client)
     settings = settings_from(args)
     token_file = Path(args.token_file).expanduser() if args.token_file else None
     token, source = resolve_token(token_file, os.environ)
@@ -85,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         " (keep this address secret; delete <data_dir>/feed-token to revoke it)"
     )
     try:
-        make_server(app, args.host, args.port).run()
+        make_server(app, args.host, args.port, limits).run()
     finally:
         pipeline.close()
         store.close()
