@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,3 +207,46 @@ def test_normal_use_is_within_the_limits(pipeline: Pipeline) -> None:
     with _serve(pipeline, ConnLimits(), Limits(idle_timeout_s=1.0)) as srv:
         typing = ['{"type": "edit", "text": "hello"}'] * 30 + ['{"type": "stop"}'] * 3
         assert asyncio.run(_flood(srv.port, typing)) == 1001  # closed for idleness, not for a limit
+
+
+def test_a_client_that_stops_reading_a_download_is_dropped(pipeline: Pipeline, tmp_path: Path) -> None:
+    from mailvoice.crypto import Sealer, create_keyring
+    from mailvoice.feed import feed_token
+    from mailvoice.store import MessageContent, NewMessage, Store
+
+    settings = Settings(general=GeneralSettings(data_dir=tmp_path / "data"))
+    with Store.open(f"sqlite:///{tmp_path / 'mv.db'}", Sealer(create_keyring(tmp_path / "keys.json"))) as store:
+        big = NewMessage(
+            "summary", "main", MessageContent(text="One new message."), audio=b"OggS" + os.urandom(40 << 20)
+        )
+        store.record(messages=[big])
+        app = create_app(settings, pipeline, WebConfig(TOKEN, frozenset(), Limits()), store)
+        limits = ConnLimits(idle_timeout_s=5.0)  # well above a loaded machine's scheduling hiccups
+        with Gated(app, limits) as srv:
+            reader = _raw(srv.port)
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            path = f"/feed/{feed_token(settings)}/{big.id}.ogg"
+            reader.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            gate = srv.server.config.gate  # type: ignore[attr-defined]
+            end = time.monotonic() + BOUND_S * 2
+            while not gate.conns and time.monotonic() < end:  # accepted asynchronously
+                time.sleep(0.05)
+            assert gate.conns
+            while gate.conns and time.monotonic() < end:  # we never read: the server must let go
+                time.sleep(0.2)
+            assert not gate.conns, "a connection that stopped reading its response was kept"
+            assert gate.expired == 1
+            assert _get(srv.port).startswith(b"HTTP/1.1 200")
+            reader.close()
+            slow = _raw(srv.port)  # a slow listener that keeps reading is not idle, though it sends nothing
+            slow.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            slow.settimeout(BOUND_S)
+            got = 0
+            stop = time.monotonic() + 2 * limits.idle_timeout_s
+            while time.monotonic() < stop:
+                chunk = slow.recv(65536)
+                assert chunk, "a download that was being read was dropped"
+                got += len(chunk)
+                time.sleep(0.2)
+            assert gate.expired == 1 and got < len(big.audio or b"")
+            slow.close()

@@ -9,7 +9,10 @@ an HTTP connection upgraded to a WebSocket keeps its slot and its deadlines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import struct
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -19,6 +22,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 log = logging.getLogger(__name__)
+_OUTQ: int | None = None
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _OUTQ = termios.TIOCOUTQ  # SIOCOUTQ: bytes in the kernel's send queue, not yet acknowledged by the peer
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 5\r\n\r\n"
 
 
@@ -29,7 +38,8 @@ class ConnLimits:
     header_timeout_s: float = 10.0
     """The request line and headers (a WebSocket handshake too) must arrive within this after the first byte."""
     idle_timeout_s: float = 180.0
-    """No byte received for this long aborts any connection (a live WebSocket answers pings well within it)."""
+    """No byte received for this long aborts any connection (a live WebSocket answers pings well within it); a
+    response whose send buffer does not drain at all for this long (the peer stopped reading) too."""
     keep_alive_s: float = 5.0
     """An HTTP connection between requests."""
     max_connections: int = 100
@@ -47,6 +57,9 @@ class _Conn:
     header_deadline: float | None
     busy: bool = False
     """An HTTP response is under way (a long download receives nothing and is not idle)."""
+    stalled_since: float | None = None
+    """While busy: since when our send buffer has not drained at all (a peer that stopped reading)."""
+    buffered: int = 0
 
 
 class Gate:
@@ -105,6 +118,17 @@ class Gate:
         if conn is not None:
             conn.header_deadline = None
             conn.busy = busy
+            conn.stalled_since, conn.buffered = None, 0
+
+    def _stalled(self, conn: _Conn, size: int, now: float) -> bool:
+        """While we send: True once nothing we sent was taken by the peer for idle_timeout_s."""
+        if size == 0 or size < conn.buffered:  # sent, or draining: progress (a slow download is not idle)
+            conn.stalled_since, conn.buffered, conn.last_rx = None, size, now
+            return False
+        conn.buffered = size
+        if conn.stalled_since is None:
+            conn.stalled_since = now
+        return now - conn.stalled_since > self.limits.idle_timeout_s
 
     def _schedule(self) -> None:
         if self._sweeping is None and self.conns:
@@ -116,9 +140,12 @@ class Gate:
         now = time.monotonic()
         for transport, conn in list(self.conns.items()):
             why = ""
+            size = unacknowledged(transport)
             if conn.header_deadline is not None and now > conn.header_deadline:
                 why = "headers not complete in time"
-            elif not conn.busy and now - conn.last_rx > self.limits.idle_timeout_s:
+            elif conn.busy or size:
+                why = "not reading its response" if self._stalled(conn, size, now) else ""
+            elif now - conn.last_rx > self.limits.idle_timeout_s:
                 why = "idle"
             if why:
                 self.expired += 1
@@ -132,6 +159,20 @@ class GatedConfig(uvicorn.Config):
     """uvicorn's config carrying the gate its protocol objects share."""
 
     gate: Gate
+
+
+def unacknowledged(transport: asyncio.Transport) -> int:
+    """Bytes we sent that the peer has not taken yet: asyncio's buffer plus, on Linux, the kernel's send queue.
+
+    It shrinks only when the peer acknowledges data, which a full receive window stops: so it tells a slow
+    listener (shrinking) from one that stopped reading (stuck), through megabytes of socket buffers.
+    """
+    size = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if _OUTQ is not None and sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            size += struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+    return size
 
 
 def _host(transport: asyncio.Transport) -> str:
