@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "summary": "summary",
     "send": "send",
     "reply": "send",
+    "audit": "audit",
     "worker": "worker",
     "scheduler": "scheduler",
     "outbox": "outboxcmd",
@@ -149,7 +150,32 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="web page: browser dictation, transcripts, spoken summaries, podcast feed")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--token", help="access token (default: from config, else generated and printed)")
+    s.add_argument("--token", help=argparse.SUPPRESS)  # refused with a hint: argv shows in `ps`
+    s.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="access token in a 0600 file (default: $MAILVOICE_WEB_TOKEN, else generated and printed)",
+    )
+    s.add_argument(
+        "--behind-tls-proxy",
+        action="store_true",
+        help="allow a non-loopback --host: an HTTPS reverse proxy terminates TLS in front of this server",
+    )
+    s.add_argument("--max-connections", type=int, default=100, metavar="N", help="open connections at once")
+    s.add_argument(
+        "--max-per-client",
+        type=int,
+        default=16,
+        metavar="N",
+        help="connections from one address at once (behind a reverse proxy every client is the proxy)",
+    )
+
+    s = sub.add_parser("audit", help="the audit trail: who read, played, sent, rotated or logged in, and when")
+    s.add_argument("--since", metavar="AGE|DATE", help="e.g. 24h, 7d or 2026-01-31 (default: everything)")
+    s.add_argument("--json", action="store_true", help="one JSON object per record per line")
+    s.add_argument(
+        "--verify", action="store_true", help="check the hash chain: exit 1 if a record was removed or altered"
+    )
 
     s = sub.add_parser("summary", help="a spoken summary of the inbox")
     s.add_argument("--account", metavar="A")

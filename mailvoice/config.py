@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import tomllib
 import types
 import typing
@@ -500,12 +501,28 @@ def read_secret(what: str, env_name: str, file: Path | None, environ: Mapping[st
         if value:
             return value
     if file is not None:
-        try:
-            return file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{what}: password file {file} cannot be read ({exc.strerror})") from exc
+        return read_private_file(file, f"{what}: password file")
     where = f"environment variable {env_name}" if env_name else "password_env / password_file"
     raise ConfigError(f"{what}: no password found; set {where}")
+
+
+def read_private_file(path: Path, what: str) -> str:
+    """A secret file's text, refused when it is not a regular file or looser than 0640 (0600/0640/0400/0440)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted there must not hang us
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{what} {path} is not a regular file")
+        if mode & 0o037:
+            raise ConfigError(f"{what} {path} has mode {stat.S_IMODE(mode):04o}, open to others; run: chmod 600 {path}")
+        data = fh.read()
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text") from exc
 
 
 def is_loopback(host: str) -> bool:

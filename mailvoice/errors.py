@@ -13,6 +13,7 @@
     │   ├── UnknownEngineError (LookupError)     lists the known names
     │   ├── MissingExtraError (ImportError)      names the extra to install
     │   ├── ModelNotFoundError (FileNotFoundError)
+    │   ├── ModelIntegrityError (ValueError)      a packaged model file differs from its sha256 pin
     │   └── SynthesisError / TranscriptionError
     ├── SecretError
     │   ├── KeyFileError (PermissionError)       missing key, loose mode (gives the chmod)
@@ -80,6 +81,10 @@ class MissingExtraError(EngineError, ImportError):
 
 class ModelNotFoundError(EngineError, FileNotFoundError):
     """A model could not be resolved to files on disk."""
+
+
+class ModelIntegrityError(EngineError, ValueError):
+    """A packaged model file differs from the sha256 pinned in the manifest."""
 
 
 class TranscriptionError(EngineError):

@@ -49,6 +49,8 @@ class ManifestEntry:
     files: str = ""
     hub: str = ""
     language: str = ""
+    sha256: tuple[tuple[str, str], ...] = ()
+    """("module:relative/path", hex digest) of every file the engine reads (mailvoice.modelcheck)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ def load_manifest() -> tuple[ManifestEntry, ...]:
                     files=table.get("files", ""),
                     hub=table.get("hub", ""),
                     language=table.get("language", ""),
+                    sha256=tuple(sorted((str(k), str(v).lower()) for k, v in table.get("sha256", {}).items())),
                 )
             )
     return tuple(entries)
@@ -148,6 +151,14 @@ def _package_file(ref: str) -> Path:
     """A "module:relative/path" reference to a file inside an installed package."""
     module_name, _, rel = ref.partition(":")
     return Path(str(importlib.resources.files(module_name).joinpath(rel)))
+
+
+def verify_pins(entry: ManifestEntry, general: GeneralSettings | None) -> None:
+    """Refuse a packaged model whose files differ from the manifest's sha256 pins (cached per package version)."""
+    from mailvoice.modelcheck import verify_entry
+
+    files = {ref: _package_file(ref) for ref, _ in entry.sha256}
+    verify_entry(entry, files, general.data_dir / "models" if general is not None else None)
 
 
 def _install_hint(entry: ManifestEntry) -> str:
@@ -203,6 +214,7 @@ def resolve_whisper(name: str, general: GeneralSettings) -> WhisperModelRef:
         path = Path(name).expanduser()
         return WhisperModelRef(name, "path", str(_check_whisper_dir(path, name)), language)
     if entry is not None and is_installed(entry):
+        verify_pins(entry, general)
         if entry.parts:
             files_dir = _package_file(entry.files) if entry.files else None
             path = assemble_parts(
@@ -223,7 +235,7 @@ def resolve_whisper(name: str, general: GeneralSettings) -> WhisperModelRef:
     )
 
 
-def resolve_piper(name: str) -> PiperVoiceFiles:
+def resolve_piper(name: str, general: GeneralSettings | None = None) -> PiperVoiceFiles:
     """An .onnx path (config beside it as .onnx.json) or an installed voice package."""
     entry = manifest_entry("tts", name)
     if _looks_like_path(name) or entry is None:
@@ -241,6 +253,7 @@ def resolve_piper(name: str) -> PiperVoiceFiles:
             f"Piper voice {name!r} (setting tts.voice) is not installed: {_install_hint(entry)}, "
             "or set tts.voice to the path of an .onnx voice"
         )
+    verify_pins(entry, general)
     model = _call_locator(entry.locate)
     config = _call_locator(entry.config) if entry.config else model.with_name(model.name + ".json")
     return PiperVoiceFiles(name, model, config)

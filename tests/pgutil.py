@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 PG_ADMIN_URL = os.environ.get("MAILVOICE_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = os.environ.get("MAILVOICE_TEST_BROKER", "amqp://guest@127.0.0.1:5672//")
 BROKER_PASSWORD = os.environ.get("MAILVOICE_TEST_BROKER_PASSWORD", "guest")
-STORE_TABLES = ("messages", "outbox", "quarantine", "ledger", "cursors", "work_items", "done_keys")
+STORE_TABLES = ("messages", "outbox", "quarantine", "ledger", "cursors", "work_items", "done_keys", "audit")
 
 
 def reachable(port: int, host: str = "127.0.0.1") -> bool:

@@ -65,23 +65,13 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> None:
 
 
 class Server:
-    """uvicorn in a thread on a free 127.0.0.1 port."""
+    """The server `mailvoice serve` runs (gated uvicorn) in a thread on a free 127.0.0.1 port."""
 
     def __init__(self, app: Any) -> None:
-        import uvicorn
+        from mailvoice.web.server import make_server
 
         self.port = free_port()
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            ws="websockets-sansio",
-            log_level="warning",
-            lifespan="off",
-            ws_per_message_deflate=False,
-            ws_max_size=300_000,
-        )
-        self.server = uvicorn.Server(config)
+        self.server = make_server(app, "127.0.0.1", self.port)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Server:

@@ -206,6 +206,9 @@ def test_quarantine_list_and_retry(cli: Cli) -> None:
     assert cli("--config", str(cfg), "quarantine", "list", "--json").stdout.strip() == ""
     assert cli("--config", str(cfg), "run", "--once").returncode == 0
     assert len(list((cli.home / "delivered" / "new").iterdir())) == 2
+    trail = [json.loads(line) for line in cli("--config", str(cfg), "audit", "--json").stdout.splitlines()]
+    retried = [(r["target"], r["outcome"]) for r in trail if r["action"] == "quarantine.retried"]
+    assert retried == [(item["id"], "quarantined"), (item["id"], "delivered")]
 
 
 def test_doctor_checks_a_working_setup(cli: Cli) -> None:

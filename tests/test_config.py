@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,33 @@ def test_duplicate_account_names_are_refused(tmp_path: Path) -> None:
     one = '[[accounts]]\nname = "a"\nhost = "h"\nusername = "u"\n'
     with pytest.raises(ConfigError, match="unique"):
         load_settings(write(tmp_path, one + one), environ={})
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660, 0o666])
+def test_password_file_looser_than_0640_is_refused(tmp_path: Path, mode: int) -> None:
+    from mailvoice.config import read_secret
+
+    pw = tmp_path / "imap.pw"
+    pw.write_text("s3cret\n")
+    pw.chmod(mode)
+    with pytest.raises(ConfigError, match=rf"imap: password file {pw} has mode {mode:04o}.*run: chmod 600 {pw}"):
+        read_secret("imap", "", pw, environ={})
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o400])
+def test_password_file_private_enough_is_read(tmp_path: Path, mode: int) -> None:
+    from mailvoice.config import read_secret
+
+    pw = tmp_path / "imap.pw"
+    pw.write_text("s3cret\n")
+    pw.chmod(mode)
+    assert read_secret("imap", "", pw, environ={}) == "s3cret"
+
+
+def test_password_file_must_be_a_regular_file(tmp_path: Path) -> None:
+    from mailvoice.config import read_secret
+
+    fifo = tmp_path / "pw.fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_secret("smtp", "", fifo, environ={})

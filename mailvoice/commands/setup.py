@@ -105,6 +105,7 @@ def _rotate(args: argparse.Namespace) -> int:
     store = open_store(settings)
     try:
         count = rotate_keys(store, key_file)
+        store.audit("keys.rotated", f"active={store.sealer.active_key_id} resealed={count}")
     finally:
         store.close()
     console.info(f"re-sealed {count} value(s) under the new key in {key_file}")

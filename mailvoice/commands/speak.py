@@ -44,7 +44,9 @@ def _stored_text(settings: Settings, message_id: str) -> str:
 
     store = open_store(settings)
     try:
-        return message_for_speech(store.get_message(message_id), voice_language(settings.tts))
+        message = store.get_message(message_id)
+        store.audit("audio.exported", message.id)  # spoken into a file
+        return message_for_speech(message, voice_language(settings.tts))
     finally:
         store.close()
 

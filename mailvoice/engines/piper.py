@@ -32,7 +32,7 @@ class PiperEngine:
         from piper.voice import PiperVoice
 
         drop_content_logs("piper.voice", "text=")  # piper logs each input text at DEBUG
-        files = resolve_piper(settings.voice)
+        files = resolve_piper(settings.voice, general)
         try:
             config = PiperConfig.from_dict(json.loads(files.config.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError) as exc:

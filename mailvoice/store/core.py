@@ -17,6 +17,7 @@ from mailvoice.store import ledger as ledger_rows
 from mailvoice.store import messages as message_rows
 from mailvoice.store import outbox as outbox_rows
 from mailvoice.store import quarantine as quarantine_rows
+from mailvoice.store.audit import AuditQueries
 from mailvoice.store.db import Db, make_engine
 from mailvoice.store.ledger import LedgerQueries
 from mailvoice.store.messages import MessageQueries
@@ -25,6 +26,7 @@ from mailvoice.store.quarantine import QuarantineQueries
 from mailvoice.store.records import NewMessage, NewOutgoing, Outcome, SourceRef
 from mailvoice.store.rotation import reseal_all
 from mailvoice.store.schema import SCHEMA_VERSION, SEALED, ledger, metadata, quarantine, schema_version
+from mailvoice.store.stats import StatsQueries
 from mailvoice.store.work import WorkQueries
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ def _init_schema(db: Db) -> None:
             )
 
 
-class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, WorkQueries):
+class Store(AuditQueries, LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, StatsQueries, WorkQueries):
     """The encrypted store; synchronous and thread-safe (call it from a worker thread, not the event loop)."""
 
     def __init__(self, db: Db) -> None:

@@ -105,12 +105,18 @@ class OutboxQueries:
             rows = conn.execute(query).all()
         return tuple(self._open_outgoing(row) for row in rows)
 
-    def _transition(self, outgoing_id: str, allowed: tuple[OutboxState, ...], **values: Any) -> None:
+    def _transition(
+        self, outgoing_id: str, allowed: tuple[OutboxState, ...], audit_as: str = "", **values: Any
+    ) -> None:
         with self._db.write() as conn:
             done = conn.execute(
                 update(outbox).where(outbox.c.id == outgoing_id, outbox.c.state.in_(allowed)).values(**values)
             ).rowcount
             if done:
+                if audit_as:  # in the same transaction: a sent mail always has its audit record
+                    from mailvoice.store.audit import append, cli_actor
+
+                    append(conn, self._db, cli_actor(), audit_as, outgoing_id, "ok")
                 return
             current = conn.execute(select(outbox.c.state).where(outbox.c.id == outgoing_id)).scalar()
         if current is None:
@@ -134,7 +140,9 @@ class OutboxQueries:
 
     def mark_sent(self, outgoing_id: str, at: datetime | None = None) -> None:
         """The server accepted it (250 after DATA)."""
-        self._transition(outgoing_id, ("sending",), state="sent", sent_at=to_db_time(at or utcnow()), last_error="")
+        self._transition(
+            outgoing_id, ("sending",), "mail.sent", state="sent", sent_at=to_db_time(at or utcnow()), last_error=""
+        )
 
     def mark_retry(self, outgoing_id: str, next_at: datetime, error: str) -> None:
         """A temporary failure: back to pending, tried again at next_at."""

@@ -163,6 +163,23 @@ done_keys = Table(
     _ts("created_at"),
 )
 
+audit = Table(
+    "audit",
+    metadata,
+    # Append-only and hash-chained (mailvoice.store.audit): references only, never content.
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _ts("at"),
+    Column("actor", String(_NAME), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(_NAME), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("prev", String(_HASH), nullable=False),
+    Column("hash", String(_HASH), nullable=False),
+    Index("ix_audit_at", "at"),
+    Index("ix_audit_action_at", "action", "at"),
+    sqlite_autoincrement=True,  # ids are never reused, so a removed last record leaves a gap behind
+)
+
 SEALED: dict[str, tuple[Table, tuple[str, ...]]] = {
     "messages": (messages, ("payload", "audio")),
     "outbox": (outbox, ("raw", "envelope")),

@@ -11,12 +11,14 @@ import contextlib
 import importlib.resources
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mailvoice.errors import MailvoiceError
-from mailvoice.web.security import APP_PROTOCOL, AudioRate, Limits, token_from_protocols, token_ok
+from mailvoice.web.metrics import Metrics, TimedDecoder, monitoring_routes
+from mailvoice.web.security import APP_PROTOCOL, AudioRate, Bucket, Limits, token_from_protocols, token_ok
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,6 +39,8 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 WS_PATH = "/ws"
+_FEED_AUDIO = re.compile(r"^/feed/[^/]+/([0-9a-f]{8,64})\.[a-z0-9]{2,4}$")
+"""A podcast enclosure; only the item id is audited, never the feed secret before it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +59,15 @@ def _static(name: str) -> bytes:
 class _Guard:
     """ASGI wrapper: checks Origin and token of a WebSocket handshake before the app (and the upgrade) sees it."""
 
-    def __init__(self, app: Any, config: WebConfig) -> None:
+    def __init__(self, app: Any, config: WebConfig, store: Store | None = None) -> None:
         self.app = app
         self.config = config
+        self.store = store
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.store is not None and str(scope.get("path", "")).startswith("/feed/"):
+            await self._audited_feed(scope, receive, send)
+            return
         if scope["type"] == "websocket":
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             from mailvoice.web.security import normalise_origin
@@ -73,19 +81,50 @@ class _Guard:
                 why = "origin not allowed"
             elif not token_ok(token_from_protocols(protocols), self.config.token):
                 why = "bad or missing token"
+            client = f"web:{(scope.get('client') or ('?',))[0]}"
             if why:
-                log.warning("refused a WebSocket handshake from %s: %s", (scope.get("client") or ("?",))[0], why)
+                log.warning("refused a WebSocket handshake from %s: %s", client, why)
+                await self._audit("login.failed", f"{WS_PATH} {why}", client, "failed")
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008})  # before accept: the server answers 403
                 return
+            await self._audit("login.succeeded", WS_PATH, client, "ok")
         await self.app(scope, receive, send)
+
+    async def _audited_feed(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A played episode (its first byte range) is audited before it is sent; a 404 is a failed login."""
+        client = f"web:{(scope.get('client') or ('?',))[0]}"
+        ranges = [v for k, v in scope.get("headers", []) if k.lower() == b"range"]
+        first = not ranges or ranges[0].replace(b" ", b"").startswith(b"bytes=0-")
+        audio = _FEED_AUDIO.match(str(scope.get("path", "")))
+
+        async def watch(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if status in (200, 206) and audio is not None and first:
+                    await self._audit("audio.played", audio.group(1), client, "ok")
+                elif status == 404:
+                    await self._audit("login.failed", "/feed", client, "failed")
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+    async def _audit(self, action: str, target: str, actor: str, outcome: str) -> None:
+        if self.store is not None:
+            await asyncio.to_thread(self.store.audit, action, target, actor=actor, outcome=outcome)
 
 
 class _Connection:
     """One browser page: recordings come and go, the draft stays."""
 
     def __init__(
-        self, ws: WebSocket, settings: Settings, pipeline: Pipeline, store: Store | None, limits: Limits
+        self,
+        ws: WebSocket,
+        settings: Settings,
+        pipeline: Pipeline,
+        store: Store | None,
+        limits: Limits,
+        metrics: Metrics,
     ) -> None:
         from mailvoice.dictation.draft import Draft
 
@@ -94,8 +133,11 @@ class _Connection:
         self.pipeline = pipeline
         self.store = store
         self.limits = limits
+        self.metrics = metrics
         self.draft = Draft()
         self.rate = AudioRate(limits)
+        self.text_rate = Bucket(limits.text_per_s, limits.text_burst)
+        self.control_rate = Bucket(limits.control_per_s, limits.control_burst)
         self.audio: asyncio.Queue[npt.NDArray[np.float32] | None] | None = None
         self.session_task: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
@@ -109,11 +151,18 @@ class _Connection:
             yield chunk
 
     async def _run_session(self, queue: asyncio.Queue[npt.NDArray[np.float32] | None]) -> None:
+        from mailvoice.dictation.events import Final
+        from mailvoice.dictation.recognizer import StreamingRecognizer
         from mailvoice.dictation.session import DictationSession
 
-        session = DictationSession(self.pipeline.recognizer(), self.pipeline.worker, self.draft)
+        decoder: Any = TimedDecoder(self.pipeline.decoder, self.metrics)
+        recognizer = StreamingRecognizer(decoder, self.pipeline.stream)
+        session = DictationSession(recognizer, self.pipeline.worker, self.draft)
+        self.metrics.sessions.inc()
         try:
             async for event in session.run(self._frames(queue)):
+                if isinstance(event, Final):
+                    self.metrics.latency.observe(event.compute_s)
                 await self.send(event.to_json())
             await self.send({"type": "stopped", "text": self.draft.text})
         except MailvoiceError as exc:
@@ -145,15 +194,24 @@ class _Connection:
             self.audio.put_nowait(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0)
         return ""
 
-    async def on_text(self, text: str) -> None:
-        from mailvoice.dictation.mailer import Dictated, save_draft, send
-
+    async def on_text(self, text: str) -> str:
+        """Handle one JSON message; a reason string when it breaks a limit (the socket is then closed)."""
+        if not self.text_rate.take():
+            return "messages faster than the limit"
         try:
             msg = json.loads(text)
         except ValueError:
             await self.send({"type": "error", "message": "messages must be JSON"})
-            return
+            return ""
         kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind in ("start", "stop", "send", "save_draft") and not self.control_rate.take():
+            return f"{kind} messages faster than the limit"
+        await self._dispatch(kind, msg)
+        return ""
+
+    async def _dispatch(self, kind: object, msg: Any) -> None:
+        from mailvoice.dictation.mailer import Dictated, save_draft, send
+
         if kind == "start":
             await self.start()
         elif kind == "stop":
@@ -210,7 +268,11 @@ class _Connection:
                     if len(msg["text"]) > self.limits.max_text_bytes:
                         await self.ws.close(code=1009, reason="message too large")
                         return
-                    await self.on_text(msg["text"])
+                    why = await self.on_text(msg["text"])
+                    if why:
+                        log.warning("closing a dictation socket: %s", why)
+                        await self.ws.close(code=1008, reason=why)
+                        return
             await self.ws.close(code=1001, reason="session too long")
         except WebSocketDisconnect:
             return
@@ -245,13 +307,15 @@ def create_app(settings: Settings, pipeline: Pipeline, config: WebConfig, store:
 
     async def socket(ws: WebSocket) -> None:
         await ws.accept(subprotocol=APP_PROTOCOL)
-        await _Connection(ws, settings, pipeline, store, config.limits).serve()
+        await _Connection(ws, settings, pipeline, store, config.limits, metrics).serve()
 
+    metrics = Metrics(store)
     routes: list[Any] = [Route("/", page), Route("/static/{name}", static), WebSocketRoute(WS_PATH, socket)]
+    routes += monitoring_routes(config.token, metrics, store)
     if store is not None:
         from mailvoice.feed import feed_routes
 
         shared = store
         routes += feed_routes(settings, lambda: shared)  # the private podcast feed of spoken summaries
     app: Starlette = Starlette(routes=routes)
-    return _Guard(app, config)
+    return _Guard(app, config, store)

@@ -30,6 +30,12 @@ class Limits:
     idle_timeout_s: float = 120.0
     """No message at all for this long closes the socket."""
     max_session_s: float = 3600.0
+    text_per_s: float = 20.0
+    """JSON messages per second (the page sends one per keystroke in the text box)."""
+    text_burst: float = 60.0
+    control_per_s: float = 0.5
+    """start/stop/send/save_draft per second: each start builds a recognizer, each send queues a mail."""
+    control_burst: float = 6.0
 
 
 def new_token() -> str:
@@ -71,16 +77,16 @@ def allowed_origins(host: str, port: int, extra: Iterable[str] = ()) -> frozense
     return frozenset(o for o in (*own, *(normalise_origin(e) for e in extra)) if o)
 
 
-class AudioRate:
-    """Token bucket over audio bytes: real time times max_rate, with a burst allowance."""
+class Bucket:
+    """Token bucket: rate per second, capacity tokens at once."""
 
-    def __init__(self, limits: Limits, bytes_per_s: int = 32_000) -> None:
-        self.rate = bytes_per_s * limits.max_rate
-        self.capacity = bytes_per_s * limits.burst_s
-        self.level = self.capacity
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.level = capacity
         self.at = time.monotonic()
 
-    def take(self, n: int) -> bool:
+    def take(self, n: float = 1.0) -> bool:
         now = time.monotonic()
         self.level = min(self.capacity, self.level + (now - self.at) * self.rate)
         self.at = now
@@ -88,3 +94,14 @@ class AudioRate:
             return False
         self.level -= n
         return True
+
+
+class AudioRate(Bucket):
+    """Audio bytes: real time times max_rate, with a burst allowance."""
+
+    def __init__(self, limits: Limits, bytes_per_s: int = 32_000) -> None:
+        super().__init__(bytes_per_s * limits.max_rate, bytes_per_s * limits.burst_s)
+
+
+MIN_TOKEN_LENGTH = 24
+"""Characters; new_token() gives 32 (24 random bytes)."""

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEAD = "0002"
+HEAD = "0003"
 """The newest revision in versions/ (a test checks that it is alembic's head)."""
 FIRST = "0001"
 _MIGRATE_LOCK = 0x6D61696C766F6963  # "mailvoic": serialises concurrent upgrades across processes
