@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
+from test_feed import tone_ogg
 from test_web_hold import BOUND_S, TOKEN, Gated
 from websockets.asyncio.client import connect
 
@@ -119,16 +120,16 @@ def test_socket_logins_are_audited(served: tuple[Gated, Store]) -> None:
 
 def test_feed_episodes_played_are_audited_by_id(served: tuple[Gated, Store], tmp_path: Path) -> None:
     srv, store = served
-    summary = NewMessage("summary", "main", MessageContent(text="Two new messages."), audio=b"OggS" + b"\0" * 4000)
+    summary = NewMessage("summary", "main", MessageContent(text="Two new messages."), audio=tone_ogg())
     store.record(messages=[summary])
     secret = feed_token(Settings(general=GeneralSettings(data_dir=tmp_path / "data")))
-    url = f"http://127.0.0.1:{srv.port}/feed/{secret}/{summary.id}.ogg"
+    url = f"http://127.0.0.1:{srv.port}/feed/{secret}/{summary.id}.mp3"  # episodes are served as MP3
     with urllib.request.urlopen(url, timeout=BOUND_S) as reply:
         assert reply.status == 200
     later = urllib.request.Request(url, headers={"Range": "bytes=100-199"})  # the same listen, further on
     with urllib.request.urlopen(later, timeout=BOUND_S) as reply:
         assert reply.status == 206
-    assert _http(srv.port, f"/feed/guessed-guessed-guessed-guess/{summary.id}.ogg")[0] == 404
+    assert _http(srv.port, f"/feed/guessed-guessed-guessed-guess/{summary.id}.mp3")[0] == 404
     trail = [(r.action, r.target) for r in store.audit_records()]
     assert trail == [("audio.played", summary.id), ("login.failed", "/feed")]
     assert secret not in json.dumps([r.to_json() for r in store.audit_records()])
