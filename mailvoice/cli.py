@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("keys", help="manage encryption keys")
     ks = s.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     ks.add_parser("rotate", help="make a new key active and re-seal every record under it")
+    kp = ks.add_parser("pgp", help="recipients' OpenPGP public keys for encrypted delivery")
+    kps = kp.add_subparsers(dest="pgp_command", metavar="ACTION", required=True)
+    k = kps.add_parser("import", help="check and keep public key files (armored or binary); '-' reads stdin")
+    k.add_argument("files", nargs="+", metavar="FILE")
+    k = kps.add_parser("list", help="every key mailvoice knows, with its state")
+    k.add_argument("--json", action="store_true")
+    k = kps.add_parser("remove", help="remove imported keys by fingerprint (16+ hex digits) or address")
+    k.add_argument("key", metavar="FINGERPRINT|ADDRESS")
 
     sub.add_parser("doctor", help="check models, key, config, servers and the interpreter's security fixes")
 
