@@ -108,13 +108,14 @@ class Outbox:
         """Tell the owner once per address that mail is held for want of a usable key (no content in it)."""
         from mailvoice.compose import envelope_addresses
         from mailvoice.mail.headers import make_message_id
-        from mailvoice.pgpmime import NOTICE_HEADER, first_notice, key_notice_text
+        from mailvoice.pgpmime import NOTICE_HEADER, key_notice_text, mark_told, not_yet_told
         from mailvoice.render import auto_mail
         from mailvoice.store.records import Envelope, NewOutgoing
 
         sender = row.envelope.sender
         recipients = envelope_addresses(self._settings.delivery.owners) or tuple(a for a, _ in missing)
-        if not sender or not first_notice(self._settings, missing):
+        fresh = not_yet_told(self._settings, missing)
+        if not sender or not fresh:
             return
         notice = auto_mail(
             "notice",
@@ -134,6 +135,7 @@ class Outbox:
                 ),
             )
         )
+        mark_told(self._settings, fresh)
         log.warning("pgp: mail held for %d address(es) without a usable key; the owner was told", len(missing))
 
     async def _failed_attempt(self, row: Outgoing, exc: DeliveryError) -> str:

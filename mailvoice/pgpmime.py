@@ -194,8 +194,8 @@ def key_notice_text(missing: Sequence[tuple[str, str]]) -> str:
     )
 
 
-def first_notice(settings: Settings, missing: Sequence[tuple[str, str]]) -> bool:
-    """True once per address (hashed into <data_dir>/pgp-notified): the owner is told only once."""
+def not_yet_told(settings: Settings, missing: Sequence[tuple[str, str]]) -> set[str]:
+    """Hashes of the addresses the owner was not told about yet (<data_dir>/pgp-notified holds only hashes)."""
     import hashlib
 
     marker = settings.general.data_dir / "pgp-notified"
@@ -203,14 +203,16 @@ def first_notice(settings: Settings, missing: Sequence[tuple[str, str]]) -> bool
         seen = set(marker.read_text(encoding="ascii").split())
     except FileNotFoundError:
         seen = set()
-    fresh = {hashlib.sha256(a.encode()).hexdigest() for a, _ in missing} - seen
-    if not fresh:
-        return False
+    return {hashlib.sha256(a.encode()).hexdigest() for a, _ in missing} - seen
+
+
+def mark_told(settings: Settings, hashes: set[str]) -> None:
+    """Called after the notice is queued: a crash in between tells twice, never not at all."""
+    marker = settings.general.data_dir / "pgp-notified"
     marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="ascii") as fh:
-        fh.write("".join(f"{h}\n" for h in sorted(fresh)))
-    return True
+        fh.write("".join(f"{h}\n" for h in sorted(hashes)))
 
 
 def forget_notices(settings: Settings, addresses: Sequence[str]) -> None:

@@ -20,7 +20,7 @@ apt_install() {
 
 if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
 if [[ "$extras" == *dev* ]]; then
-  apt_install dovecot-imapd dovecot-lmtpd sox libvo-amrwbenc0 espeak-ng openssl ca-certificates chromium chromium-driver
+  apt_install dovecot-imapd dovecot-lmtpd sox libvo-amrwbenc0 espeak-ng openssl ca-certificates chromium chromium-driver gnupg
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -246,3 +246,32 @@ def test_cli_keys_import_list_remove(keys: Keys, tmp_path: Path) -> None:
     assert cli("remove", fpr[-16:]).returncode == 0
     assert not stored.exists()
     assert cli("remove", OWNER).returncode == 1
+
+
+def test_mail_is_encrypted_before_it_enters_the_sealed_outbox(keys: Keys, tmp_path: Path) -> None:
+    from mailvoice.compose import compose_quarantine_notice
+    from mailvoice.crypto import Sealer, create_keyring
+    from mailvoice.pipeline import Context
+    from mailvoice.spoken.summary import SpokenSummary, build_script, summary_records
+    from mailvoice.store import Store, utcnow
+
+    settings = dataclasses.replace(
+        settings_for(tmp_path, owners=(OWNER,), pgp_keys=(keys.owner,)),
+        general=GeneralSettings(data_dir=tmp_path / "data", key_file=tmp_path / "keys.json"),
+    )
+    script = build_script([], settings, account="home", since="24h", now=utcnow())
+    message, summary = summary_records(settings, SpokenSummary(script, b"OggS" + AUDIO, "ogg", 1.0), send=True)
+    ctx = Context(account="home", address="bot@example.org", recipients=(OWNER,))
+    notice = compose_quarantine_notice(settings, None, ctx, "bad audio from Marcus", had_audio=True, source="x")
+    assert summary is not None
+    ring = create_keyring(settings.general.resolved_key_file())
+    with Store.open(settings.general.resolved_store_url(), Sealer(ring)) as store:
+        store.record(messages=(message,), outgoing=(summary, notice))
+        for queued in (store.get_outgoing(summary.id), store.get_outgoing(notice.id)):
+            assert is_encrypted(queued.raw)  # what the outbox holds is already PGP/MIME
+            inner = parse(keys.gpg.decrypt(queued.raw)[0])
+            assert inner.get_param("protected-headers") == "v1"
+    assert parse(notice.raw)["Subject"] == "..." and b"marcus" not in notice.raw.lower()
+    summary_inner = parse(keys.gpg.decrypt(summary.raw)[0])
+    (spoken,) = list(summary_inner.iter_attachments())
+    assert spoken.get_content() == b"OggS" + AUDIO
