@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 KEY_SUFFIXES = (".asc", ".gpg", ".pgp", ".key", ".pub")
 MAX_KEY_FILE = 4 * 1024 * 1024
 _SECRET_TAGS = (5, 7)  # Secret-Key, Secret-Subkey packets
+NO_KEY = "no OpenPGP key for this address"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +172,7 @@ def lookup(keys: Iterable[PgpKey], addresses: Iterable[str], now: datetime.datet
         elif mine:
             missing.append((address, "; ".join(str(k.problem(now)) for k in mine)))
         else:
-            missing.append((address, "no OpenPGP key for this address"))
+            missing.append((address, NO_KEY))
     return Lookup(tuple(found.values()), tuple(missing))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailvoice.errors import ConfigError, PgpRequiredError
-from mailvoice.pgpkeys import PgpKey, any_keys, load_keys, lookup
+from mailvoice.pgpkeys import NO_KEY, PgpKey, any_keys, load_keys, lookup
 
 if TYPE_CHECKING:
     from mailvoice.config import Settings
@@ -156,6 +156,9 @@ def protect(settings: Settings, raw: bytes, recipients: Sequence[str], now: date
     if found.missing:
         if policy == "required" and not _is_key_notice(raw):
             raise PgpRequiredError(found.missing)
+        for _, why in found.missing:
+            if why != NO_KEY:  # a key is there but unusable: say which and why (the reason names no address)
+                log.warning("pgp: %s; mail sent unencrypted (pgp = when-key)", why)
         log.info("pgp: %d recipient(s) without a usable key; sent unencrypted (pgp = when-key)", len(found.missing))
         return raw
     sign_key = settings.delivery.pgp_sign_key

@@ -275,3 +275,15 @@ def test_mail_is_encrypted_before_it_enters_the_sealed_outbox(keys: Keys, tmp_pa
     summary_inner = parse(keys.gpg.decrypt(summary.raw)[0])
     (spoken,) = list(summary_inner.iter_attachments())
     assert spoken.get_content() == b"OggS" + AUDIO
+
+
+def test_when_key_with_an_unusable_key_sends_plaintext_and_says_why(
+    keys: Keys, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(tmp_path, pgp_keys=(keys.expired,))
+    raw = transcript_mail()
+    with caplog.at_level("WARNING", logger="mailvoice.pgpmime"):
+        assert protect(settings, raw, ("old@example.org",)) == raw
+    fpr = keys.gpg.fingerprint("old@example.org")
+    assert any(fpr in r.getMessage() and "expired on 2020-01-02" in r.getMessage() for r in caplog.records)
+    assert not any("old@example.org" in r.getMessage() for r in caplog.records)  # logs name keys, not people
