@@ -45,7 +45,10 @@ def of_kind(smtp: SmtpServer, kind: str) -> list[tuple[bytes, EmailMessage]]:
 def assert_sealed(raw: bytes, msg: EmailMessage) -> None:
     """Encrypted, and the outside names no caller and no word of the message."""
     assert msg.get_content_type() == "multipart/encrypted"
-    lowered = raw.lower().replace(b" ", b"")
+    # everything but the ciphertext (random base64 may spell a short word by chance)
+    outside = re.sub(rb"-----BEGIN PGP MESSAGE-----.*-----END PGP MESSAGE-----", b"", raw, flags=re.S)
+    assert len(outside) < 2000
+    lowered = outside.lower().replace(b" ", b"")
     for word in (*KEY_WORDS, "marcus", "asterisk", "voicemail from", "msg0000"):
         assert word.replace(" ", "").encode() not in lowered, word
 
