@@ -38,6 +38,9 @@ STARTER_CONFIG = """\
 # name = "local"
 # path = "~/Maildir"
 
+# [delivery]
+# pgp = "when-key"       # OpenPGP mail: "required" never sends plaintext; `mailvoice keys pgp import FILE`
+
 # [smtp]
 # host = "smtp.example.com"
 # port = 587
