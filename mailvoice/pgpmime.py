@@ -19,8 +19,8 @@ import os
 import secrets
 import stat
 from collections.abc import Sequence
-from email import message_from_bytes
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.policy import SMTP
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,15 +101,19 @@ def _signed(payload: bytes, signer: Any) -> bytes:
     )
 
 
-def encrypt_mail(raw: bytes, keys: Sequence[PgpKey], signer: Any = None) -> bytes:
-    """The PGP/MIME form of a complete RFC 5322 mail, encrypted to every key (and signed when a signer is given)."""
-    import pysequoia
+def _header_bytes(msg: EmailMessage) -> bytes:
+    """The header section alone, folded for SMTP, with its closing blank line (the body is written by hand)."""
+    return b"".join(SMTP.fold_binary(name, value) for name, value in msg.items()) + b"\r\n"
 
-    if not keys:
-        raise ValueError("encrypt_mail needs at least one key")
-    inner = message_from_bytes(raw, policy=SMTP)
-    kind = str(inner.get("X-Mailvoice", ""))
-    neutral = NEUTRAL_SUBJECTS.get(kind, NEUTRAL_SUBJECT)
+
+def _inner(raw: bytes) -> tuple[EmailMessage, bytes, str]:
+    """(the mail's headers, the payload to encrypt, the neutral outer subject); the body is copied as it is, so
+    the audio is never decoded and re-encoded."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = raw.partition(b"\n\n")
+    inner = BytesHeaderParser(policy=SMTP).parsebytes(head + b"\r\n\r\n")
+    neutral = NEUTRAL_SUBJECTS.get(str(inner.get("X-Mailvoice", "")).strip(), NEUTRAL_SUBJECT)
     if "Content-Type" not in inner:
         inner["Content-Type"] = "text/plain; charset=utf-8"
     inner.set_param("protected-headers", "v1")
@@ -119,7 +123,16 @@ def encrypt_mail(raw: bytes, keys: Sequence[PgpKey], signer: Any = None) -> byte
             inner["HP-Outer"] = f"Subject: {neutral}"
         elif (value := inner.get(name)) is not None:
             inner["HP-Outer"] = f"{name}: {value}"
-    payload = inner.as_bytes(policy=SMTP)
+    return inner, _header_bytes(inner) + body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), neutral
+
+
+def encrypt_mail(raw: bytes, keys: Sequence[PgpKey], signer: Any = None) -> bytes:
+    """The PGP/MIME form of a complete RFC 5322 mail, encrypted to every key (and signed when a signer is given)."""
+    import pysequoia
+
+    if not keys:
+        raise ValueError("encrypt_mail needs at least one key")
+    inner, payload, neutral = _inner(raw)
     if signer is not None:
         payload = _signed(payload, signer)
     armored = pysequoia.encrypt(payload, recipients=[k.cert for k in keys], armor=True)
@@ -130,19 +143,24 @@ def encrypt_mail(raw: bytes, keys: Sequence[PgpKey], signer: Any = None) -> byte
             outer[name] = value
     outer["Subject"] = neutral
     outer["MIME-Version"] = "1.0"
-    version = EmailMessage(policy=SMTP)
-    version["Content-Type"] = "application/pgp-encrypted"
-    version["Content-Description"] = "PGP/MIME version identification"
-    version.set_payload("Version: 1\r\n")
-    body = EmailMessage(policy=SMTP)
-    body["Content-Type"] = 'application/octet-stream; name="encrypted.asc"'
-    body["Content-Description"] = "OpenPGP encrypted message"
-    body["Content-Disposition"] = 'inline; filename="encrypted.asc"'
-    body.set_payload(armored.decode("ascii"))
-    outer["Content-Type"] = 'multipart/encrypted; protocol="application/pgp-encrypted"'
-    outer.set_payload([version, body])
-    outer.preamble = "This is an OpenPGP/MIME encrypted message (RFC 3156)."
-    return outer.as_bytes(policy=SMTP)
+    boundary = f"=-enc-{secrets.token_hex(12)}"
+    outer["Content-Type"] = f'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="{boundary}"'
+    # Assembled by hand: the armored block is ASCII lines already, and the generator would only copy it slowly.
+    text = armored.decode("ascii").replace("\r\n", "\n").replace("\n", "\r\n")
+    body = (
+        "This is an OpenPGP/MIME encrypted message (RFC 3156).\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: application/pgp-encrypted\r\n"
+        "Content-Description: PGP/MIME version identification\r\n\r\n"
+        "Version: 1\r\n\r\n"
+        f"--{boundary}\r\n"
+        'Content-Type: application/octet-stream; name="encrypted.asc"\r\n'
+        "Content-Description: OpenPGP encrypted message\r\n"
+        'Content-Disposition: inline; filename="encrypted.asc"\r\n\r\n'
+        f"{text.rstrip()}\r\n\r\n"
+        f"--{boundary}--\r\n"
+    )
+    return _header_bytes(outer) + body.encode("ascii")
 
 
 def protect(settings: Settings, raw: bytes, recipients: Sequence[str], now: datetime.datetime | None = None) -> bytes:
