@@ -25,7 +25,7 @@ from email.policy import SMTP
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailvoice.errors import ConfigError, PgpRequiredError
+from mailvoice.errors import ConfigError, MailvoiceError, PgpKeyError, PgpRequiredError
 from mailvoice.pgpkeys import NO_KEY, PgpKey, any_keys, load_keys, lookup
 
 if TYPE_CHECKING:
@@ -77,7 +77,11 @@ def _signed(payload: bytes, signer: Any) -> bytes:
     """RFC 3156 §5: multipart/signed over the exact payload bytes (canonical CRLF), detached signature."""
     import pysequoia
 
-    sig = pysequoia.sign(signer, payload, mode=pysequoia.SignatureMode.DETACHED)
+    try:
+        sig = pysequoia.sign(signer, payload, mode=pysequoia.SignatureMode.DETACHED)
+    except Exception as exc:  # pysequoia raises bare exceptions from Rust
+        first = (str(exc).strip().splitlines() or ["unknown error"])[0][:200]
+        raise PgpKeyError(f"signing with delivery.pgp_sign_key failed: {first}") from exc
     algo = str(pysequoia.Sig.from_bytes(sig).hash_algorithm).rpartition(".")[2].lower()
     boundary = f"=-sig-{secrets.token_hex(12)}"
     head = (
@@ -135,7 +139,12 @@ def encrypt_mail(raw: bytes, keys: Sequence[PgpKey], signer: Any = None) -> byte
     inner, payload, neutral = _inner(raw)
     if signer is not None:
         payload = _signed(payload, signer)
-    armored = pysequoia.encrypt(payload, recipients=[k.cert for k in keys], armor=True)
+    try:
+        armored = pysequoia.encrypt(payload, recipients=[k.cert for k in keys], armor=True)
+    except Exception as exc:  # pysequoia raises bare exceptions from Rust
+        first = (str(exc).strip().splitlines() or ["unknown error"])[0][:200]
+        fprs = ", ".join(k.fingerprint.upper() for k in keys)
+        raise PgpKeyError(f"OpenPGP encryption to {fprs} failed: {first}") from exc
 
     outer = EmailMessage(policy=SMTP)
     for name in OUTER_HEADERS:
@@ -176,8 +185,8 @@ def protect(settings: Settings, raw: bytes, recipients: Sequence[str], now: date
             raise PgpRequiredError(found.missing)
         for _, why in found.missing:
             if why != NO_KEY:  # a key is there but unusable: say which and why (the reason names no address)
-                log.warning("pgp: %s; mail sent unencrypted (pgp = when-key)", why)
-        log.info("pgp: %d recipient(s) without a usable key; sent unencrypted (pgp = when-key)", len(found.missing))
+                log.warning("pgp: %s; mail sent unencrypted (pgp = %s)", why, policy)
+        log.info("pgp: %d recipient(s) without a usable key; sent unencrypted (pgp = %s)", len(found.missing), policy)
         return raw
     sign_key = settings.delivery.pgp_sign_key
     out = encrypt_mail(raw, found.keys, _signer(sign_key) if sign_key is not None else None)
@@ -191,6 +200,9 @@ def protect_outgoing(settings: Settings, out: NewOutgoing) -> NewOutgoing:
     try:
         raw = protect(settings, out.raw, out.envelope.recipients)
     except PgpRequiredError:
+        return out
+    except MailvoiceError as exc:  # a bad signing key, say: never lose the transcript over it
+        log.warning("pgp: not encrypted yet (%s); the outbox tries again when sending", exc)
         return out
     return out if raw is out.raw else dataclasses.replace(out, raw=raw)
 

@@ -19,7 +19,7 @@ import pytest
 from gpgreader import Gpg, new_gpg
 
 from mailvoice.config import DeliverySettings, GeneralSettings, Settings
-from mailvoice.errors import PgpKeyError, PgpRequiredError
+from mailvoice.errors import ConfigError, PgpKeyError, PgpRequiredError
 from mailvoice.pgpkeys import import_key, load_keys, lookup
 from mailvoice.pgpmime import encrypt_mail, is_encrypted, protect, protect_outgoing
 from mailvoice.render import VoicemailMail, build_voicemail_mail
@@ -154,8 +154,11 @@ def test_signed_mail_verifies_with_gpg(keys: Keys, tmp_path: Path) -> None:
     verify = keys.gpg.run("--status-fd", "1", "--verify", str(tmp_path / "content.sig"), str(tmp_path / "content"))
     assert b"GOODSIG" in verify.stdout
     sign_key.chmod(0o644)
-    with pytest.raises(Exception, match="chmod 600"):
+    with pytest.raises(ConfigError, match="chmod 600"):
         protect(settings, transcript_mail(), (OWNER,))
+    # before the outbox, a bad signing key never loses the mail (the outbox retries and names the fix)
+    out = NewOutgoing(message_id_header="<t1@x.org>", raw=transcript_mail(), envelope=Envelope("b@x.org", (OWNER,)))
+    assert protect_outgoing(settings, out) is out
 
 
 @pytest.mark.parametrize(
