@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 import test_mailloop_e2e
+import test_voicesend
 from gpgreader import Gpg, new_gpg
 from servers import MailUser, SmtpServer
 from test_mailloop_e2e import KEY_WORDS, Bot, baseline, parsed, voicemail, voicemail_wav
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 bot = test_mailloop_e2e.bot  # the same installation fixture: data dir, config, the real CLI
+spoken_wav = test_voicesend.spoken_wav  # Piper speaks the voice email once per module
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def of_kind(smtp: SmtpServer, kind: str) -> list[tuple[bytes, EmailMessage]]:
     return out
 
 
-def assert_sealed(raw: bytes, msg: EmailMessage) -> None:
+def assert_sealed(raw: bytes, msg: EmailMessage) -> bytes:
     """Encrypted, and the outside names no caller and no word of the message."""
     assert msg.get_content_type() == "multipart/encrypted"
     # everything but the ciphertext (random base64 may spell a short word by chance)
@@ -51,6 +53,7 @@ def assert_sealed(raw: bytes, msg: EmailMessage) -> None:
     lowered = outside.lower().replace(b" ", b"")
     for word in (*KEY_WORDS, "marcus", "asterisk", "voicemail from", "msg0000"):
         assert word.replace(" ", "").encode() not in lowered, word
+    return lowered
 
 
 def decrypt(gpg: Gpg, raw: bytes) -> EmailMessage:
@@ -140,3 +143,36 @@ def test_required_policy_holds_mail_tells_the_owner_once_then_sends_encrypted(
     for raw, outer in held:
         assert_sealed(raw, outer)
         assert decrypt(gpg, raw)["Subject"].startswith("Voicemail from ")
+
+
+def test_voice_email_to_a_recipient_with_a_key_is_encrypted_to_that_key(
+    tmp_path: Path, smtp_server: SmtpServer, mail_user: MailUser, spoken_wav: bytes
+) -> None:
+    import asyncio
+    from dataclasses import replace
+
+    from speech import whisper_engine
+    from test_voicesend import _settings, _store
+
+    from mailvoice.voicesend import VoiceDraft, send_voice_email, transcribe_recording
+
+    gpg = new_gpg()
+    try:
+        gpg.generate("alice@example.com")
+        key = gpg.export("alice@example.com", tmp_path / "alice.asc")
+        base = _settings(tmp_path, smtp_server, mail_user)
+        settings = replace(base, delivery=replace(base.delivery, pgp_keys=(key,)))
+        with _store(settings) as store:
+            rec = transcribe_recording(settings, spoken_wav, "note.wav", asr=whisper_engine())
+            draft = VoiceDraft(to=("alice@example.com",), cc=(), subject="Garden plans", recording=rec)
+            sent = asyncio.run(send_voice_email(settings, store, draft, account="home"))
+            assert sent.delivered, sent
+        ((raw, outer),) = of_kind(smtp_server, "voice")
+        assert b"garden" not in assert_sealed(raw, outer)  # the subject is inside only
+        assert outer["Subject"] == "..."
+        inner = decrypt(gpg, raw)
+        assert inner["Subject"] == "Garden plans"
+        audio = [p for p in inner.iter_attachments() if p.get_content_type() == "audio/ogg"]
+        assert len(audio) == 1 and audio[0].get_content()[:4] == b"OggS"
+    finally:
+        gpg.close()
