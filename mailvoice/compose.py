@@ -7,6 +7,7 @@ from email.policy import SMTP
 from email.utils import getaddresses, parseaddr
 from typing import TYPE_CHECKING
 
+from mailvoice.pgpmime import protect_outgoing
 from mailvoice.types import Attachment, Transcript
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def compose_voicemail(
     out = NewOutgoing(
         message_id_header=message_id, raw=mail.as_bytes(policy=SMTP), envelope=envelope, message_id=message.id
     )
-    return message, out
+    return message, protect_outgoing(settings, out)
 
 
 def compose_text_record(parsed: ParsedMail, ctx: Context, source: str) -> NewMessage:
@@ -159,4 +160,5 @@ def compose_quarantine_notice(
         "`mailvoice quarantine list`, and after fixing the cause run `mailvoice quarantine retry ID`.\n"
     )
     envelope = Envelope(sender=envelope_addresses((sender,))[0], recipients=envelope_addresses(ctx.recipients))
-    return NewOutgoing(message_id_header=message_id, raw=msg.as_bytes(policy=SMTP), envelope=envelope)
+    out = NewOutgoing(message_id_header=message_id, raw=msg.as_bytes(policy=SMTP), envelope=envelope)
+    return protect_outgoing(settings, out)

@@ -202,6 +202,13 @@ class DeliverySettings:
     subject_style: Literal["thread", "reply", "informative"] = "thread"
     """Transcript mail subject: "Re: <original subject>" (threads in Gmail and Thunderbird), the same plus
     "— caller (0:42)" (Thunderbird only: Gmail forks a changed subject), or "Voicemail from caller (0:42): words"."""
+    pgp: Literal["required", "when-key", "off"] = "when-key"
+    """OpenPGP (PGP/MIME) for every mail mailvoice sends: "when-key" encrypts when each recipient has a usable key
+    (else plaintext), "required" never sends plaintext (holds the mail, tells the owner once), "off" never encrypts."""
+    pgp_keys: tuple[Path, ...] = ()
+    """Recipients' public key files or folders, read besides <data_dir>/pgp-keys (`mailvoice keys pgp import`)."""
+    pgp_sign_key: Path | None = None
+    """A 0600 file holding mailvoice's own unprotected OpenPGP secret key: encrypted mail is signed with it."""
 
 
 @dataclass(frozen=True)

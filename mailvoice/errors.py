@@ -17,12 +17,14 @@
     │   └── SynthesisError / TranscriptionError
     ├── SecretError
     │   ├── KeyFileError (PermissionError)       missing key, loose mode (gives the chmod)
-    │   └── UnsealError                          tampered, moved or unknown-key ciphertext
+    │   ├── UnsealError                          tampered, moved or unknown-key ciphertext
+    │   └── PgpKeyError (ValueError)             an OpenPGP key is secret, unreadable, revoked, expired, sign-only
     ├── StoreError
     ├── MailError
     │   ├── MimeLimitError (ValueError)          depth, part count, size, parse time
     │   ├── SourceError (ConnectionError)        IMAP / Maildir
     │   └── DeliveryError (ConnectionError)      SMTP; .permanent for 5xx
+    │       └── PgpRequiredError                 pgp = "required" and a recipient has no usable key
     └── Quarantine                               control flow: park the item with its reason
 
 Every message names the file, message, key or host:port at fault and what to do about it.
@@ -107,6 +109,10 @@ class UnsealError(SecretError):
     """A sealed record failed authentication (tampered, moved, or unknown key)."""
 
 
+class PgpKeyError(SecretError, ValueError):
+    """An OpenPGP key cannot be used: secret material, unreadable, revoked, expired or without encryption subkey."""
+
+
 class StoreError(MailvoiceError):
     """The message store failed."""
 
@@ -130,6 +136,17 @@ class DeliveryError(MailError, ConnectionError):
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+
+
+class PgpRequiredError(DeliveryError):
+    """pgp = "required" and a recipient has no usable OpenPGP key: the mail is held, never sent in plaintext."""
+
+    def __init__(self, missing: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(
+            f'not sent: pgp = "required" and {len(missing)} recipient(s) have no usable OpenPGP key '
+            "(import one with `mailvoice keys pgp import FILE`)"
+        )
+        self.missing = missing
 
 
 class Quarantine(MailvoiceError):

@@ -17,7 +17,7 @@ from email.policy import SMTP
 from typing import TYPE_CHECKING
 
 from mailvoice.crashpoints import crashpoint
-from mailvoice.errors import DeliveryError, MailvoiceError
+from mailvoice.errors import DeliveryError, MailvoiceError, PgpRequiredError
 
 if TYPE_CHECKING:
     from mailvoice.config import Settings
@@ -86,16 +86,57 @@ class Outbox:
         return "sent"
 
     async def _deliver(self, row: Outgoing) -> None:
+        from mailvoice.pgpmime import protect
+
         s = self._settings
+        try:  # the [delivery] pgp policy, again at send time: nothing leaves in plaintext under "required"
+            raw = await asyncio.to_thread(protect, s, row.raw, row.envelope.recipients)
+        except PgpRequiredError as exc:
+            await asyncio.to_thread(self._notify_key_missing, row, exc.missing)
+            raise
         if s.smtp.host:
             from mailvoice.mail.smtp import send
 
-            await send(row.raw, row.envelope.sender, list(row.envelope.recipients), s.smtp)
+            await send(raw, row.envelope.sender, list(row.envelope.recipients), s.smtp)
         else:
             from mailvoice.mail.smtp import deliver_to_maildir
 
             folder = s.delivery.folder or s.general.data_dir / "delivered"
-            await asyncio.to_thread(deliver_to_maildir, row.raw, folder)
+            await asyncio.to_thread(deliver_to_maildir, raw, folder)
+
+    def _notify_key_missing(self, row: Outgoing, missing: tuple[tuple[str, str], ...]) -> None:
+        """Tell the owner once per address that mail is held for want of a usable key (no content in it)."""
+        from mailvoice.compose import envelope_addresses
+        from mailvoice.mail.headers import make_message_id
+        from mailvoice.pgpmime import NOTICE_HEADER, key_notice_text, mark_told, not_yet_told
+        from mailvoice.render import auto_mail
+        from mailvoice.store.records import Envelope, NewOutgoing
+
+        sender = row.envelope.sender
+        recipients = envelope_addresses(self._settings.delivery.owners) or tuple(a for a, _ in missing)
+        fresh = not_yet_told(self._settings, missing)
+        if not sender or not fresh:
+            return
+        notice = auto_mail(
+            "notice",
+            subject="mailvoice needs your OpenPGP key",
+            sender=self._settings.smtp.sender or sender,
+            recipients=recipients,
+            message_id=make_message_id(sender.rpartition("@")[2] or "mailvoice.invalid"),
+        )
+        notice[NOTICE_HEADER] = "pgp-key"
+        notice.set_content(key_notice_text(missing))
+        self._store.record(
+            outgoing=(
+                NewOutgoing(
+                    message_id_header=notice["Message-ID"],
+                    raw=notice.as_bytes(policy=SMTP),
+                    envelope=Envelope(sender=sender, recipients=recipients),
+                ),
+            )
+        )
+        mark_told(self._settings, fresh)
+        log.warning("pgp: mail held for %d address(es) without a usable key; the owner was told", len(missing))
 
     async def _failed_attempt(self, row: Outgoing, exc: DeliveryError) -> str:
         from mailvoice.store.records import utcnow
@@ -119,6 +160,7 @@ class Outbox:
 
         from mailvoice.compose import envelope_addresses
         from mailvoice.mail.headers import clean_header_text, make_message_id
+        from mailvoice.pgpmime import protect_outgoing
         from mailvoice.render import auto_mail
         from mailvoice.store.records import Envelope, NewOutgoing
 
@@ -142,12 +184,9 @@ class Outbox:
             f"Message-ID: {row.message_id_header}\nTo: {', '.join(row.envelope.recipients)}\n"
             f"Reason: {clean_header_text(why, max_len=500)}\n"
         )
-        self._store.record(
-            outgoing=(
-                NewOutgoing(
-                    message_id_header=notice["Message-ID"],
-                    raw=notice.as_bytes(policy=SMTP),
-                    envelope=Envelope(sender=sender, recipients=recipients),
-                ),
-            )
+        out = NewOutgoing(
+            message_id_header=notice["Message-ID"],
+            raw=notice.as_bytes(policy=SMTP),
+            envelope=Envelope(sender=sender, recipients=recipients),
         )
+        self._store.record(outgoing=(protect_outgoing(self._settings, out),))

@@ -208,6 +208,7 @@ async def send_voice_email(settings: Settings, store: Store, draft: VoiceDraft, 
     from mailvoice.compose import envelope_addresses
     from mailvoice.mail.headers import make_message_id
     from mailvoice.outbox import Outbox
+    from mailvoice.pgpmime import protect_outgoing
     from mailvoice.store.records import Envelope, MessageContent, NewMessage, NewOutgoing
 
     ctx = account_context(settings, account)
@@ -239,8 +240,11 @@ async def send_voice_email(settings: Settings, store: Store, draft: VoiceDraft, 
         language=rec.transcript.language,
         audio=rec.audio,
     )
-    out = NewOutgoing(
-        message_id_header=mid, raw=raw, envelope=Envelope(bare[0], (*draft.to, *draft.cc)), message_id=message.id
+    out = protect_outgoing(
+        settings,
+        NewOutgoing(
+            message_id_header=mid, raw=raw, envelope=Envelope(bare[0], (*draft.to, *draft.cc)), message_id=message.id
+        ),
     )
     await asyncio.to_thread(store.record, (message,), (out,))
     await Outbox(settings, store).flush()

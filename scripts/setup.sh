@@ -20,9 +20,9 @@ apt_install() {
 
 if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
 if [[ "$extras" == *dev* ]]; then
-  # tmux: the terminal tests (tests/test_terminal.py); stress-ng: the suite twice under CPU load (MAILVOICE_TEST_LOAD=1 bash scripts/test.sh)
+  # gnupg: the PGP/MIME tests decrypt with real gpg; tmux: the terminal tests (tests/test_terminal.py); stress-ng: the suite twice under CPU load (MAILVOICE_TEST_LOAD=1 bash scripts/test.sh)
   apt_install dovecot-imapd dovecot-lmtpd sox libvo-amrwbenc0 espeak-ng openssl ca-certificates chromium chromium-driver \
-    tmux stress-ng
+    tmux stress-ng gnupg
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

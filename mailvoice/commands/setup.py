@@ -1,4 +1,4 @@
-"""`mailvoice init` and `mailvoice keys rotate`."""
+"""`mailvoice init` and `mailvoice keys rotate` (`mailvoice keys pgp ...` lives in keys_pgp)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,9 @@ STARTER_CONFIG = """\
 # [[maildirs]]
 # name = "local"
 # path = "~/Maildir"
+
+# [delivery]
+# pgp = "when-key"       # OpenPGP mail: "required" never sends plaintext; `mailvoice keys pgp import FILE`
 
 # [smtp]
 # host = "smtp.example.com"
@@ -115,4 +118,8 @@ def _rotate(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(args)
+    if args.keys_command == "pgp":
+        from mailvoice.commands.keys_pgp import run as run_pgp
+
+        return run_pgp(args)
     return _rotate(args)

@@ -100,6 +100,7 @@ def _record(d: Dictated, account: str, sender: str, state: str) -> NewMessage:
 async def send(settings: Settings, store: Store, d: Dictated, account_name: str | None = None) -> FlushStats:
     """Seal the text and queue the mail in one transaction, then flush the outbox (retries survive a restart)."""
     from mailvoice.outbox import Outbox
+    from mailvoice.pgpmime import protect_outgoing
     from mailvoice.store.records import Envelope, NewOutgoing
 
     if not d.to:
@@ -118,6 +119,7 @@ async def send(settings: Settings, store: Store, d: Dictated, account_name: str 
         envelope=envelope,
         message_id=message.id,
     )
+    out = protect_outgoing(settings, out)
     await asyncio.to_thread(store.record, (message,), (out,))
     log.info("dictation %s queued as %s (%d chars)", message.id, out.id, len(d.text))
     return await Outbox(settings, store).flush()

@@ -284,6 +284,7 @@ def summary_records(settings: Settings, spoken: SpokenSummary, *, send: bool) ->
     from mailvoice.audio import content_type_for, extension_for
     from mailvoice.compose import envelope_addresses
     from mailvoice.mail.headers import make_message_id
+    from mailvoice.pgpmime import protect_outgoing
     from mailvoice.runner import contexts
     from mailvoice.store.records import Envelope, MessageContent, NewMessage, NewOutgoing
 
@@ -313,4 +314,4 @@ def summary_records(settings: Settings, spoken: SpokenSummary, *, send: bool) ->
         envelope=Envelope(sender=bare_sender, recipients=recipients),
         message_id=message.id,
     )
-    return message, out
+    return message, protect_outgoing(settings, out)
