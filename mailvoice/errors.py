@@ -8,6 +8,7 @@
     │   └── AudioLimitError                      a decoder limit was hit
     │       ├── AudioTooLargeError               bytes
     │       ├── AudioTooLongError                duration
+    │       ├── AudioBudgetError                 the mail's total audio (per-mail budget)
     │       └── DecodeTimeoutError (TimeoutError) wall time
     ├── EngineError
     │   ├── UnknownEngineError (LookupError)     lists the known names
@@ -18,6 +19,7 @@
     │   ├── KeyFileError (PermissionError)       missing key, loose mode (gives the chmod)
     │   └── UnsealError                          tampered, moved or unknown-key ciphertext
     ├── StoreError
+    ├── PipelineError                         an item failed even its own quarantine: retried after a backoff
     ├── MailError
     │   ├── MimeLimitError (ValueError)          depth, part count, size, parse time
     │   ├── SourceError (ConnectionError)        IMAP / Maildir
@@ -62,6 +64,15 @@ class AudioTooLongError(AudioLimitError):
     """The decoded audio is longer than the duration limit."""
 
 
+class AudioBudgetError(AudioLimitError):
+    """The part would take the mail over its budget of decoded audio."""
+
+    def __init__(self, message: str, *, declared: bool = False) -> None:
+        super().__init__(message)
+        self.declared = declared
+        """True when refused from the container's declared length, before any decoding."""
+
+
 class DecodeTimeoutError(AudioLimitError, TimeoutError):
     """Decoding took longer than the wall-time limit."""
 
@@ -104,6 +115,10 @@ class UnsealError(SecretError):
 
 class StoreError(MailvoiceError):
     """The message store failed."""
+
+
+class PipelineError(MailvoiceError):
+    """An item could not be processed nor quarantined; it stays at its source for a later try."""
 
 
 class MailError(MailvoiceError):
