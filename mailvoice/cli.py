@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from mailvoice import __version__
 from mailvoice.errors import MailvoiceError
+from mailvoice.logref import cap_content_loggers
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    cap_content_loggers()  # -vv is for mailvoice's own references, never a library's copy of the mail
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,3 +29,16 @@ def log_unexpected(logger: logging.Logger, what: str, exc: BaseException) -> Non
             what,
             "".join(f"  {f.filename}:{f.lineno} in {f.name}\n" for f in frames),
         )
+
+
+CONTENT_LOGGERS = ("imapclient", "aiosmtplib", "kombu", "amqp", "celery", "sqlalchemy.engine")
+"""Libraries whose DEBUG lines carry message content: imapclient logs every FETCH literal (the whole mail, its
+subject, sender and filenames), the queue clients log task arguments, SQLAlchemy's echo logs bound parameters."""
+
+
+def cap_content_loggers(level: int = logging.INFO) -> None:
+    """Keep those libraries at `level` or quieter, whatever -v asks for: their debug output is the mail itself."""
+    for name in CONTENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < level:
+            logger.setLevel(level)

@@ -7,6 +7,7 @@ decoded audio, and one transcript mail per incoming mail.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,57 +30,57 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow]
 MakeBot = Callable[..., Bot]
 
 
+def new_bot(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, **sections: dict[str, object]) -> Bot:
+    """A mailvoice installation against this test's mailbox and SMTP server, with extra config sections."""
+    home = tmp_path / "home"
+    cfg = tmp_path / "config.toml"
+    smtp = smtp_server.settings()
+    write_config(
+        cfg,
+        {
+            "general": {"data_dir": str(home)},
+            "smtp": {
+                "host": smtp.host,
+                "port": smtp.port,
+                "tls": smtp.tls,
+                "ca_file": str(smtp.ca_file),
+                "username": smtp.username,
+                "password_env": smtp.password_env,
+                "sender": smtp.sender,
+                "timeout": 10.0,
+                "retry_base": 0.5,
+                "retry_cap": 1.0,
+            },
+            **sections,
+        },
+        [
+            {
+                "name": "work",
+                "host": mail_user.host,
+                "port": mail_user.imaps_port,
+                "tls": "implicit",
+                "ca_file": str(mail_user.cafile),
+                "username": mail_user.user,
+                "password_env": mail_user.password_env,
+                "address": f"{mail_user.user}@example.org",
+                "poll_interval": 300.0,
+                "timeout": 10.0,
+            }
+        ],
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVOICE_")}
+    env[mail_user.password_env] = mail_user.password
+    env["MAILVOICE_TEST_SMTP_PASSWORD"] = os.environ["MAILVOICE_TEST_SMTP_PASSWORD"]
+    env["PYTHONUNBUFFERED"] = "1"
+    bot = Bot(home, cfg, env)
+    init = bot.run("init")
+    assert init.returncode == 0, init.stderr
+    return bot
+
+
 @pytest.fixture
 def make_bot(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer) -> MakeBot:
-    """A mailvoice installation against this test's mailbox and SMTP server, with extra config sections."""
-
-    def make(**sections: dict[str, object]) -> Bot:
-        home = tmp_path / "home"
-        cfg = tmp_path / "config.toml"
-        smtp = smtp_server.settings()
-        write_config(
-            cfg,
-            {
-                "general": {"data_dir": str(home)},
-                "smtp": {
-                    "host": smtp.host,
-                    "port": smtp.port,
-                    "tls": smtp.tls,
-                    "ca_file": str(smtp.ca_file),
-                    "username": smtp.username,
-                    "password_env": smtp.password_env,
-                    "sender": smtp.sender,
-                    "timeout": 10.0,
-                    "retry_base": 0.5,
-                    "retry_cap": 1.0,
-                },
-                **sections,
-            },
-            [
-                {
-                    "name": "work",
-                    "host": mail_user.host,
-                    "port": mail_user.imaps_port,
-                    "tls": "implicit",
-                    "ca_file": str(mail_user.cafile),
-                    "username": mail_user.user,
-                    "password_env": mail_user.password_env,
-                    "address": f"{mail_user.user}@example.org",
-                    "poll_interval": 300.0,
-                    "timeout": 10.0,
-                }
-            ],
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVOICE_")}
-        env[mail_user.password_env] = mail_user.password
-        env["MAILVOICE_TEST_SMTP_PASSWORD"] = os.environ["MAILVOICE_TEST_SMTP_PASSWORD"]
-        env["PYTHONUNBUFFERED"] = "1"
-        bot = Bot(home, cfg, env)
-        init = bot.run("init")
-        assert init.returncode == 0, init.stderr
-        return bot
-
-    return make
+    return functools.partial(new_bot, tmp_path, mail_user, smtp_server)
 
 
 def utf8_msgid_voicemail() -> bytes:
