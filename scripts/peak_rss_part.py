@@ -51,21 +51,25 @@ def main() -> int:
 
     data = _encode(args.minutes, args.format)
     settings = AudioSettings(max_duration=args.minutes * 60 + 5, decode_timeout=600)
-    load_for_asr(_encode(0.05, args.format), name="warm-up", settings=settings)  # import PyAV/numpy paths first
-    base = _rss_mb()
-    clip = load_for_asr(data, name="part 1", settings=settings)
-    after_decode = _rss_mb()
-    print(f"{args.minutes:g} min {args.format}, {len(data)} bytes, {clip.duration:.0f} s decoded")
-    print(f"baseline {base:.0f} MB (imports and the encoded input), peak after decode+preprocess {after_decode:.0f} MB")
-    print(f"decode+preprocess added {after_decode - base:.0f} MB")
+    warm = load_for_asr(_encode(0.05, args.format), name="warm-up", settings=settings)  # PyAV/numpy paths first
+    engine = None
     if args.asr:
         from mailvoice.config import Settings
         from mailvoice.engines import load_asr
 
         s = Settings()
         engine = load_asr(s.asr, s.general)
+        engine.transcribe(warm)
+        print(f"model loaded and warmed up: {_rss_mb():.0f} MB")
+    base = _rss_mb()
+    clip = load_for_asr(data, name="part 1", settings=settings)
+    after_decode = _rss_mb()
+    print(f"{args.minutes:g} min {args.format}, {len(data)} bytes, {clip.duration:.0f} s decoded")
+    print(f"baseline {base:.0f} MB (imports, model if --asr, input); decode+preprocess peak {after_decode:.0f} MB")
+    print(f"decode+preprocess added {after_decode - base:.0f} MB")
+    if engine is not None:
         engine.transcribe(clip)
-        print(f"peak after transcription {_rss_mb():.0f} MB (added {_rss_mb() - base:.0f} MB over the baseline)")
+        print(f"peak after transcription {_rss_mb():.0f} MB (the part added {_rss_mb() - base:.0f} MB in all)")
     return 0
 
 

@@ -286,12 +286,11 @@ def test_many_small_parts_of_long_silence_are_refused_within_the_per_mail_budget
     text = body_text(mail)
     for n in (1, 2):  # 28.9 min fit the 30 min budget; no speech in them, said in this mail
         assert f"msg{n:04d}.flac: no speech detected" in text
-    for n in range(3, 11):  # each declares 14.5 min: refused from the header, before decoding
+    for n in range(3, 11):  # each declares 14.4 min: refused from the header, before decoding
         assert re.search(rf"msg{n:04d}\.flac: declares 86\d s of audio, over the \d+ s left", text), text
     assert "audio.max_mail_duration" in text
     for n in (11, 12):
         assert f"msg{n:04d}.flac: over the per-mail budget of 10 audio parts" in text
-    assert sum(1 for line in proc.stderr.splitlines() if "decoded 'part" in line) == 0  # -v: no debug lines
     assert len([m for m in bot.messages() if m["kind"] == "voicemail"]) == 2
     assert quarantined(bot) == []
     assert ".flac" not in proc.stderr  # references only in logs, never the filenames
