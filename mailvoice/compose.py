@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from email.policy import SMTP
 from email.utils import getaddresses, parseaddr
 from typing import TYPE_CHECKING
@@ -33,11 +33,10 @@ def _from(parsed: ParsedMail) -> tuple[str, str]:
 
 
 def _thread_id(parsed: ParsedMail) -> str | None:
-    """The Message-ID to reply to: as given when well-formed, else the normalised form."""
-    mid = parsed.message_id or ""
-    if re.fullmatch(r"<[^<>\s]{1,500}>", mid):
-        return mid
-    return parsed.message_id_normalized
+    """The Message-ID to reply to, when it can be written back as it is (ASCII, no controls, bounded); else None."""
+    from mailvoice.mail.headers import clean_message_id
+
+    return clean_message_id(parsed.message_id) or clean_message_id(parsed.message_id_normalized)
 
 
 def envelope_addresses(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -49,55 +48,70 @@ def compose_voicemail(
     settings: Settings,
     parsed: ParsedMail,
     ctx: Context,
-    part: AudioPart,
-    transcript: Transcript,
+    transcribed: Sequence[tuple[AudioPart, Transcript]],
     *,
     notes: tuple[str, ...],
     source: str,
-) -> tuple[NewMessage, NewOutgoing | None]:
-    """The sealed voicemail record plus its transcript mail, threaded as a reply to the voicemail."""
+) -> tuple[tuple[NewMessage, ...], NewOutgoing]:
+    """A sealed record per recording plus one transcript mail holding them all, threaded as a reply to the voicemail.
+
+    Recordings with no speech are named in the notes (and never get a mail of their own).
+    """
     from mailvoice.mail.callerid import caller_label, extract_caller
-    from mailvoice.mail.headers import make_message_id
+    from mailvoice.mail.headers import clean_message_ids, make_message_id
     from mailvoice.render import VoicemailMail, build_voicemail_mail
     from mailvoice.store.records import Envelope, MessageContent, NewMessage, NewOutgoing
 
     info = extract_caller(parsed)
     from_name, from_addr = _from(parsed)
     caller = caller_label(info, from_name or from_addr)
-    duration = info.duration if transcript.duration <= 0 and info.duration else transcript.duration
-    content = MessageContent(
-        text=transcript.text,
-        transcript=transcript,
-        caller=caller,
-        subject=parsed.subject,
-        sender=from_addr,
-        recipients=ctx.recipients,
-        source=source,
-        audio_filename=part.filename,
-        audio_type=part.content_type,
-        message_id=_thread_id(parsed) or "",
-        references=parsed.references,
-    )
-    message = NewMessage(
-        kind="voicemail",
-        account=ctx.account,
-        content=content,
-        duration=duration,
-        language=transcript.language,
-        audio=part.data,
-    )
+    references = clean_message_ids(parsed.references)
+    messages: list[NewMessage] = []
+    for part, transcript in transcribed:
+        duration = info.duration if transcript.duration <= 0 and info.duration else transcript.duration
+        content = MessageContent(
+            text=transcript.text,
+            transcript=transcript,
+            caller=caller,
+            subject=parsed.subject,
+            sender=from_addr,
+            recipients=ctx.recipients,
+            source=source,
+            audio_filename=part.filename,
+            audio_type=part.content_type,
+            message_id=_thread_id(parsed) or "",
+            references=references,
+        )
+        messages.append(
+            NewMessage(
+                kind="voicemail",
+                account=ctx.account,
+                content=content,
+                duration=duration,
+                language=transcript.language,
+                audio=part.data,
+            )
+        )
+    # The first recording with speech leads (subject, first words); every other one follows in its own section.
+    main_part, main = next(((p, t) for p, t in transcribed if not t.no_speech), transcribed[0])
+    rest = [(p, t) for p, t in transcribed if p is not main_part]
+    silent = tuple(f"{p.filename}: no speech detected" for p, t in transcribed if t.no_speech and rest)
+    more = tuple((f"{p.filename} ({p.content_type})", t) for p, t in rest)
+    attach = settings.delivery.attach_audio
     sender = sender_address(settings, ctx)
     message_id = make_message_id(_domain(sender))
     mail = build_voicemail_mail(
         VoicemailMail(
             caller=caller,
-            transcript=transcript,
+            transcript=main,
             received=parsed.date.strftime("%a %d %b %Y %H:%M %Z").strip() if parsed.date else "unknown",
             original_subject=parsed.subject,
             original_message_id=_thread_id(parsed),
-            original_references=" ".join(parsed.references),
-            audio=Attachment(part.filename, part.content_type, part.data) if settings.delivery.attach_audio else None,
-            notes=notes,
+            original_references=" ".join(references),
+            audio=Attachment(main_part.filename, main_part.content_type, main_part.data) if attach else None,
+            notes=silent + notes,
+            more=more,
+            more_audio=tuple(Attachment(p.filename, p.content_type, p.data) for p, _ in rest if attach),
         ),
         sender=sender,
         recipients=ctx.recipients,
@@ -108,13 +122,14 @@ def compose_voicemail(
     )
     envelope = Envelope(sender=envelope_addresses((sender,))[0], recipients=envelope_addresses(ctx.recipients))
     out = NewOutgoing(
-        message_id_header=message_id, raw=mail.as_bytes(policy=SMTP), envelope=envelope, message_id=message.id
+        message_id_header=message_id, raw=mail.as_bytes(policy=SMTP), envelope=envelope, message_id=messages[0].id
     )
-    return message, protect_outgoing(settings, out)
+    return tuple(messages), protect_outgoing(settings, out)
 
 
 def compose_text_record(parsed: ParsedMail, ctx: Context, source: str) -> NewMessage:
     """A plain mail, kept sealed for the spoken inbox summary."""
+    from mailvoice.mail.headers import clean_message_ids
     from mailvoice.store.records import MessageContent, NewMessage
 
     name, addr = _from(parsed)
@@ -125,7 +140,7 @@ def compose_text_record(parsed: ParsedMail, ctx: Context, source: str) -> NewMes
         recipients=ctx.recipients,
         source=source,
         message_id=_thread_id(parsed) or "",
-        references=parsed.references,
+        references=clean_message_ids(parsed.references),
     )
     return NewMessage(kind="text", account=ctx.account, content=content)
 
@@ -154,7 +169,7 @@ def compose_quarantine_notice(
     who = clean_header_text(f"{name} <{addr}>" if name else addr, max_len=200) or "an unknown sender"
     msg.set_content(
         f"mailvoice could not handle a message from {who} ({original}).\n\n"
-        f"Reason: {clean_header_text(reason, max_len=600)}\n"
+        f"Reason: {clean_header_text(reason, max_len=2000)}\n"
         f"Where: {source}\n\n"
         "The original stays in your mailbox, untouched. A sealed copy is kept in quarantine: see it with\n"
         "`mailvoice quarantine list`, and after fixing the cause run `mailvoice quarantine retry ID`.\n"

@@ -89,6 +89,10 @@ class AudioSettings:
     """Longest decoded audio accepted, in seconds."""
     decode_timeout: float = 60.0
     """Wall-time limit for decoding one file, in seconds."""
+    max_parts_per_mail: int = 10
+    """Audio parts transcribed per incoming mail; the others are named in the transcript mail."""
+    max_mail_duration: float = 30 * 60.0
+    """Decoded audio per incoming mail, in seconds (all parts together); checked before and while decoding."""
     highpass_hz: float = 80.0
     """High-pass cut-off for DC/rumble removal; 0 disables."""
     normalize: bool = True

@@ -8,6 +8,7 @@
     │   └── AudioLimitError                      a decoder limit was hit
     │       ├── AudioTooLargeError               bytes
     │       ├── AudioTooLongError                duration
+    │       ├── AudioBudgetError                 the mail's total audio (per-mail budget)
     │       └── DecodeTimeoutError (TimeoutError) wall time
     ├── EngineError
     │   ├── UnknownEngineError (LookupError)     lists the known names
@@ -20,6 +21,7 @@
     │   ├── UnsealError                          tampered, moved or unknown-key ciphertext
     │   └── PgpKeyError (ValueError)             an OpenPGP key is secret, unreadable, revoked, expired, sign-only
     ├── StoreError
+    ├── PipelineError                         an item failed even its own quarantine: retried after a backoff
     ├── MailError
     │   ├── MimeLimitError (ValueError)          depth, part count, size, parse time
     │   ├── SourceError (ConnectionError)        IMAP / Maildir
@@ -63,6 +65,15 @@ class AudioTooLargeError(AudioLimitError):
 
 class AudioTooLongError(AudioLimitError):
     """The decoded audio is longer than the duration limit."""
+
+
+class AudioBudgetError(AudioLimitError):
+    """The part would take the mail over its budget of decoded audio."""
+
+    def __init__(self, message: str, *, declared: bool = False) -> None:
+        super().__init__(message)
+        self.declared = declared
+        """True when refused from the container's declared length, before any decoding."""
 
 
 class DecodeTimeoutError(AudioLimitError, TimeoutError):
@@ -115,6 +126,10 @@ class PgpKeyError(SecretError, ValueError):
 
 class StoreError(MailvoiceError):
     """The message store failed."""
+
+
+class PipelineError(MailvoiceError):
+    """An item could not be processed nor quarantined; it stays at its source for a later try."""
 
 
 class MailError(MailvoiceError):

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from mailvoice.logref import cap_content_loggers
+
 if TYPE_CHECKING:
     from mailvoice.config import GeneralSettings
 
@@ -50,6 +52,7 @@ def _install(level: int, fmt: str) -> None:
     handler._mailvoice = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    cap_content_loggers()  # -vv is for mailvoice's own references, never a library's copy of the mail
 
 
 def configure(verbose: int, log_format: str | None) -> None:

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from mailvoice.crashpoints import crashpoint
-from mailvoice.errors import AudioError, EngineError, MimeLimitError, Quarantine
+from mailvoice.crashpoints import crashpoint, fault
+from mailvoice.errors import AudioBudgetError, AudioError, EngineError, MailvoiceError, MimeLimitError, Quarantine
+from mailvoice.logref import log_unexpected, where
 from mailvoice.types import Transcript
 
 if TYPE_CHECKING:
@@ -35,8 +36,9 @@ log = logging.getLogger(__name__)
 
 STAGES = ("seen", "parse", "find_audio", "seen_content", "transcribe", "compose", "commit")
 
-Transcribe = Callable[[bytes, str], Transcript]
-"""Decode + transcribe one audio part (runs the model in its own worker thread)."""
+Transcribe = Callable[[bytes, str, float], Transcript]
+"""Decode + transcribe one audio part (runs the model in its own worker thread): data, a label naming the part
+(never its filename: it reaches logs and error messages), and the seconds of audio the mail may still decode."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,9 @@ class _Work:
     content_hash: str = ""
     transcripts: list[tuple[AudioPart, Transcript]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    """Why parts were not transcribed, by reference only (part number, type, size): logged and stored in clear."""
+    notes: list[str] = field(default_factory=list)
+    """The same for the transcript mail (sealed in the outbox), naming each part by its filename."""
     messages: list[NewMessage] = field(default_factory=list)
     outgoing: list[NewOutgoing] = field(default_factory=list)
     retry_of: str | None = None
@@ -107,14 +112,37 @@ class Pipeline:
     ) -> Result:
         """Run every stage; returns once the outcome is durably committed (or known to be a duplicate)."""
         work = _Work(item=item, ctx=ctx, retry_of=retry_of, work_id=work_id)
+        log.debug("%s: processing, %d bytes", item.ref, item.size)
+        stage = STAGES[0]
         try:
             for stage in STAGES:
+                fault(stage, item.raw)
                 getattr(self, f"_stage_{stage}")(work)
         except _Done as done:
             return done.result
         except Quarantine as q:
             return self._quarantine(work, q.reason)
+        except MailvoiceError:
+            raise  # the store, a key or a setting: nothing is wrong with this item, the runner retries it later
+        except Exception as exc:  # a bug or an input no stage foresaw: park this item, the run goes on
+            log_unexpected(log, f"{item.ref} stage {stage}", exc)
+            return self._quarantine(work, f"{type(exc).__name__} in the {stage} stage at {where(exc)}")
         raise AssertionError("commit stage always ends the pipeline")  # pragma: no cover
+
+    def park(self, item: SourceItem, ctx: Context, exc: BaseException) -> Result:
+        """Quarantine an item whose own quarantine failed: no parsing, no notice, only its reference and raw copy."""
+        from mailvoice.store.records import content_hash, message_id_hash
+
+        fault("park", item.raw)
+        work = _Work(item=item, ctx=ctx)
+        work.mid_hash = message_id_hash(None, item.raw)
+        work.content_hash = content_hash([], item.raw)
+        reason = f"{type(exc).__name__} at {where(exc)} while handling the item; parked unparsed"
+        log.warning("%s: parked in quarantine (%s)", item.ref, type(exc).__name__)
+        outcome = self._store.record_quarantined(self._ref(work), reason, item.raw)
+        if outcome == "duplicate":
+            return Result("duplicate", "quarantined by an earlier run")
+        return Result("quarantined", reason)
 
     # -- stages ---------------------------------------------------------------------------------------------------
 
@@ -162,18 +190,33 @@ class Pipeline:
             raise _Done(Result("duplicate", "same Message-ID and content already processed"))
 
     def _stage_transcribe(self, w: _Work) -> None:
-        for part in w.parts:
-            if not part.sniffed_ok:
-                w.failures.append(
-                    f"{part.filename}: declared {part.content_type} but the bytes are not a supported audio format"
-                )
-                continue
-            try:
-                w.transcripts.append((part, self._asr(part.data, part.filename)))
-            except (AudioError, EngineError) as exc:
-                w.failures.append(f"{part.filename}: {exc}")
+        audio = self._settings.audio
+        left = audio.max_mail_duration
+        for number, part in enumerate(w.parts, 1):
+            ref = f"part {number} ({part.content_type}, {len(part.data)} bytes)"
+            if number > audio.max_parts_per_mail:
+                why = f"over the per-mail budget of {audio.max_parts_per_mail} audio parts (audio.max_parts_per_mail)"
+            elif not part.sniffed_ok:
+                why = f"declared {part.content_type} but the bytes are not a supported audio format"
+            elif left <= 0:
+                why = f"over the per-mail budget of {audio.max_mail_duration:.0f} s of audio (audio.max_mail_duration)"
+            else:
+                try:
+                    transcript = self._asr(part.data, f"part {number}", left)
+                except AudioBudgetError as exc:
+                    if not exc.declared:
+                        left = 0.0  # what it decoded before the refusal used the rest of the budget
+                    why = str(exc).removeprefix(f"'part {number}': ")
+                except (AudioError, EngineError) as exc:
+                    why = str(exc).removeprefix(f"'part {number}': ")
+                else:
+                    left -= transcript.duration
+                    w.transcripts.append((part, transcript))
+                    continue
+            w.failures.append(f"{ref}: {why}")
+            w.notes.append(f"{part.filename}: {why}")
         if w.parts and not w.transcripts:
-            raise Quarantine("; ".join(w.failures))
+            raise Quarantine("no audio part could be transcribed: " + "; ".join(w.failures))
         crashpoint("transcribed")
 
     def _stage_compose(self, w: _Work) -> None:
@@ -183,13 +226,11 @@ class Pipeline:
         if not w.parts:
             w.messages.append(compose_text_record(w.parsed, w.ctx, self._source_label(w)))
             return
-        for part, transcript in w.transcripts:
-            msg, out = compose_voicemail(
-                self._settings, w.parsed, w.ctx, part, transcript, notes=tuple(w.failures), source=self._source_label(w)
-            )
-            w.messages.append(msg)
-            if out is not None:
-                w.outgoing.append(out)
+        messages, out = compose_voicemail(
+            self._settings, w.parsed, w.ctx, w.transcripts, notes=tuple(w.notes), source=self._source_label(w)
+        )
+        w.messages.extend(messages)
+        w.outgoing.append(out)
 
     def _stage_commit(self, w: _Work) -> None:
         if w.retry_of is not None:
@@ -232,12 +273,13 @@ class Pipeline:
 
         if is_own_mail(w.item.raw):
             return None
+        detail = "; ".join(w.notes) or reason  # the notice is sealed in the outbox: it may name the files
         try:
             return compose_quarantine_notice(
-                self._settings, w.parsed, w.ctx, reason, had_audio=bool(w.parts), source=self._source_label(w)
+                self._settings, w.parsed, w.ctx, detail, had_audio=bool(w.parts), source=self._source_label(w)
             )
-        except Exception:  # a notice must never stop the quarantine itself
-            log.exception("%s: could not compose the quarantine notice", self._source_label(w))
+        except Exception as exc:  # a notice must never stop the quarantine itself
+            log_unexpected(log, f"{self._source_label(w)}: quarantine notice", exc)
             return None
 
     def _quarantine(self, w: _Work, reason: str) -> Result:
@@ -247,6 +289,7 @@ class Pipeline:
             mid = w.parsed.message_id_normalized if w.parsed is not None else None
             w.mid_hash = message_id_hash(mid, w.item.raw)
         log.warning("quarantined %s: %s", self._source_label(w), reason)
+        fault("quarantine", w.item.raw)
         if w.retry_of is not None:
             self._store.quarantine_again(w.retry_of, reason)
             return Result("quarantined", reason)

@@ -117,6 +117,9 @@ class VoicemailMail:
     original_references: str
     audio: Attachment | None
     notes: tuple[str, ...] = ()
+    more: tuple[tuple[str, Transcript], ...] = ()
+    """Further recordings of the same voicemail (label, transcript): one incoming mail gives one transcript mail."""
+    more_audio: tuple[Attachment, ...] = ()
 
 
 def voicemail_subject(vm: VoicemailMail, values: dict[str, str], style: str, templates_dir: Path | None = None) -> str:
@@ -151,7 +154,7 @@ def build_voicemail_mail(
     words = "(no speech)" if t.no_speech else first_words(t.text)
     common = {
         "caller": vm.caller,
-        "duration": format_duration(t.duration),
+        "duration": format_duration(t.duration + sum(more.duration for _, more in vm.more)),
         "received": vm.received,
         "language": t.language,
         "original_subject": vm.original_subject,
@@ -159,18 +162,17 @@ def build_voicemail_mail(
     }
     subject = voicemail_subject(vm, common, subject_style, templates_dir)
     text_notes = "".join(f"Note: {n}\n\n" for n in vm.notes)
-    plain = render(
-        "voicemail.txt",
-        {**common, "transcript": marked_text(t, uncertain_below, as_html=False), "notes": text_notes},
-        templates_dir,
+    plain_text = marked_text(t, uncertain_below, as_html=False) + "".join(
+        f"\n\n--- {label} ---\n{marked_text(more, uncertain_below, as_html=False)}" for label, more in vm.more
     )
+    plain = render("voicemail.txt", {**common, "transcript": plain_text, "notes": text_notes}, templates_dir)
     esc = {k: html.escape(v) for k, v in common.items()}
     html_notes = "".join(f"<p><em>Note: {html.escape(n)}</em></p>\n" for n in vm.notes)
-    rich = render(
-        "voicemail.html",
-        {**esc, "transcript": marked_text(t, uncertain_below, as_html=True), "notes": html_notes},
-        templates_dir,
+    rich_text = marked_text(t, uncertain_below, as_html=True) + "".join(
+        f"<h3>{html.escape(label)}</h3>\n<p>{marked_text(more, uncertain_below, as_html=True)}</p>"
+        for label, more in vm.more
     )
+    rich = render("voicemail.html", {**esc, "transcript": rich_text, "notes": html_notes}, templates_dir)
 
     msg = auto_mail(
         "transcript",
@@ -183,14 +185,13 @@ def build_voicemail_mail(
     )
     msg.set_content(plain)
     msg.add_alternative(rich, subtype="html")
-    if vm.audio is not None:
-        maintype, _, subtype = vm.audio.content_type.partition("/")
+    audio = ((vm.audio,) if vm.audio is not None else ()) + vm.more_audio
+    if audio:
         msg.make_mixed()
+    for att in audio:
+        maintype, _, subtype = att.content_type.partition("/")
         msg.add_attachment(
-            vm.audio.data,
-            maintype=maintype or "application",
-            subtype=subtype or "octet-stream",
-            filename=vm.audio.filename,
+            att.data, maintype=maintype or "application", subtype=subtype or "octet-stream", filename=att.filename
         )
     return msg
 

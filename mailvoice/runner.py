@@ -20,13 +20,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mailvoice.crashpoints import crashpoint
-from mailvoice.errors import ConfigError, MailvoiceError, TranscriptionError
+from mailvoice.errors import ConfigError, MailvoiceError, PipelineError, TranscriptionError
+from mailvoice.logref import log_unexpected
 from mailvoice.pipeline import Context, Pipeline, Result
 
 if TYPE_CHECKING:
+    from mailvoice.backoff import Backoff
     from mailvoice.config import AccountSettings, MaildirSettings, Settings
     from mailvoice.engines.base import AsrEngine
-    from mailvoice.mail.source import Cursor, MailSource
+    from mailvoice.mail.source import Cursor, MailSource, SourceItem
     from mailvoice.store import Store
     from mailvoice.types import Transcript
 
@@ -52,10 +54,10 @@ class Transcriber:
                 self._engine = load_asr(self._settings.asr, self._settings.general)
             return self._engine
 
-    def __call__(self, data: bytes, name: str) -> Transcript:
+    def __call__(self, data: bytes, name: str, budget: float | None = None) -> Transcript:
         from mailvoice.audio import load_for_asr
 
-        clip = load_for_asr(data, name=name, settings=self._settings.audio)
+        clip = load_for_asr(data, name=name, settings=self._settings.audio, budget=budget)
         limit = 120.0 + 4.0 * clip.duration
         future = self._pool.submit(lambda: self._get_engine().transcribe(clip))
         try:
@@ -225,10 +227,11 @@ class Runner:
                     if stop is not None and stop.is_set():
                         break  # unacknowledged items come back next time: nothing lost
                     try:
-                        result = self.pipeline.process(item, ctx)
+                        result = self._process(item, ctx)
                     except MailvoiceError as exc:
                         # e.g. the store is unreachable or the disk is full: acknowledge nothing more, retry later
-                        log.error("%s: not processed, will retry: %s", item.ref, exc)
+                        log.error("%s: not processed, will retry: %s", item.ref, type(exc).__name__)
+                        log.debug("%s: %s", item.ref, exc)
                         with self._stats_lock:
                             self.stats.errors += 1
                         raise
@@ -243,6 +246,30 @@ class Runner:
                     handled += len(done)
         return handled
 
+    def _process(self, item: SourceItem, ctx: Context) -> Result:
+        """The pipeline, and if an unexpected error escapes even its own quarantine, park the item unparsed.
+
+        Without this the item would stay unacknowledged and come back on every reconnect: the same audio
+        transcribed again and again. If parking fails too (the store is down), the error goes up and the source
+        backs off without resetting (see SourceThread).
+        """
+        try:
+            return self.pipeline.process(item, ctx)
+        except MailvoiceError:
+            raise
+        except Exception as exc:
+            log_unexpected(log, f"{item.ref}: escaped the pipeline", exc)
+            try:
+                return self.pipeline.park(item, ctx, exc)
+            except MailvoiceError:
+                raise
+            except Exception as again:
+                log_unexpected(log, f"{item.ref}: parking failed", again)
+                raise PipelineError(
+                    f"{item.ref}: {type(again).__name__} while parking an item that failed with "
+                    f"{type(exc).__name__}; it stays at the source and is retried after a backoff"
+                ) from again
+
     async def run_once(self) -> Stats:
         """Process what is waiting in every source, deliver the outbox, return the counts."""
         from mailvoice.errors import SourceError
@@ -254,6 +281,9 @@ class Runner:
                 await asyncio.to_thread(self._once, b)
             except SourceError as exc:
                 log.error("%s", exc)
+                self.stats.errors += 1
+            except MailvoiceError as exc:  # one source's trouble must not keep the others or the outbox waiting
+                log.error("%s: stopped early: %s", b.ctx.account, exc)
                 self.stats.errors += 1
         while True:
             flushed = await self.outbox.flush()
@@ -342,23 +372,30 @@ class SourceThread(threading.Thread):
             source = self.binding.open(stop=self.interrupt)
             try:
                 source.connect()
-                backoff.reset()
-                self._serve(source)
+                self._serve(source, backoff)
             except MailvoiceError as exc:
                 delay = backoff.next_delay()
-                log.warning("%s: %s; reconnecting in %.1f s", self.binding.ctx.account, exc, delay)
+                log.warning(
+                    "%s: %s; reconnecting in %.1f s (attempt %d)", self.binding.ctx.account, exc, delay, backoff.attempt
+                )
                 self.stop.wait(delay)
-            except Exception:  # a bug must not kill the daemon's source thread silently
+            except Exception as exc:  # a bug must not kill the daemon's source thread silently
                 delay = backoff.next_delay()
-                log.exception("%s: unexpected error; restarting the source in %.1f s", self.binding.ctx.account, delay)
+                log_unexpected(log, self.binding.ctx.account, exc)
+                log.warning(
+                    "%s: restarting the source in %.1f s (attempt %d)", self.binding.ctx.account, delay, backoff.attempt
+                )
                 self.stop.wait(delay)
             finally:
                 source.close()
 
-    def _serve(self, source: MailSource) -> None:
+    def _serve(self, source: MailSource, backoff: Backoff) -> None:
         while not self.stop.is_set():
             if self.runner.drain(source, self.binding.ctx, self.stop):
                 self.on_work()
+            # Only a clean drain ends the backoff: resetting on connect let an item that fails every time
+            # (or a store that is down) restart the source at once, forever.
+            backoff.reset()
             if self.stop.is_set():
                 return
             self.interrupt.clear()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from servers import MailUser, SmtpServer
 from sqlalchemy import text
 
 from mailvoice.crypto import Sealer, create_keyring
@@ -137,3 +140,62 @@ def test_without_secure_delete_the_row_would_remain(tmp_path: Path) -> None:
     conn.execute("DELETE FROM t WHERE id = 1")
     conn.close()
     assert marker in db.read_bytes()
+
+
+@pytest.mark.servers
+@pytest.mark.slow
+def test_filenames_subjects_and_senders_never_reach_disk_or_logs(
+    tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    """The real CLI at -vv, a crash mid-run included: a delivered and a quarantined voicemail whose filename, subject
+    and sender are canaries leave no trace in the database, WAL, TMPDIR or logs (issue 16: the quarantine reason held
+    the filename in clear, and a debug line named the file)."""
+    from mailcorpus import audio_part, message
+    from test_hostile_mail import new_bot
+    from test_mailloop_e2e import baseline, transcript_mails, voicemail_wav
+
+    tag = secrets.token_hex(6).upper()
+    canaries = {
+        "filename": f"CALLER5551234{tag}FILE",
+        "subject": f"SUBJECT{tag}SECRET",
+        "sender": f"SENDER{tag}NAME",
+        "sender address": f"addr{tag.lower()}@pbx.example.com",
+    }
+
+    def voicemail(audio: bytes, msgid: str) -> bytes:
+        headers = [
+            ("From", f'"{canaries["sender"]}" <{canaries["sender address"]}>'),
+            ("To", "bob@example.com"),
+            ("Subject", f"Voicemail {canaries['subject']}"),
+            ("Date", "Fri, 01 Mar 2024 10:15:03 +0100"),
+            ("Message-ID", msgid),
+        ]
+        return message(headers, [audio_part(audio, "audio/x-wav", f"{canaries['filename']}.wav")])
+
+    tmpdir, logs = tmp_path / "tmp", tmp_path / "logs"
+    tmpdir.mkdir()
+    logs.mkdir()
+    bot = new_bot(tmp_path, mail_user, smtp_server)
+    bot.env["TMPDIR"] = str(tmpdir)
+    baseline(bot)
+    mail_user.append(voicemail(voicemail_wav(), "<vm-canary-good@pbx.example.com>"))
+    mail_user.append(voicemail(b"RIFF\x24\x00\x00\x00WAVEfmt not audio at all" * 3, "<vm-canary-bad@pbx.example.com>"))
+    for i, crash in enumerate(("stored", None)):
+        proc = bot.run("-vv", "run", "--once", crash_at=crash)
+        (logs / f"run{i}.log").write_text(proc.stdout + proc.stderr)
+        if crash:  # the data dir as the crash left it, WAL and SHM un-checkpointed
+            shutil.copytree(bot.home, tmp_path / "after-crash")
+    listing = bot.run("-vv", "quarantine", "list")
+    (logs / "list.log").write_text(listing.stderr)  # stdout shows the owner the reason: stderr is the log
+
+    assert len(transcript_mails(smtp_server)) == 1
+    assert canaries["subject"] in smtp_server.messages[0].raw.decode("ascii", "replace")  # they really went through
+    assert any(canaries["filename"] in r.raw.decode("ascii", "replace") for r in smtp_server.messages)
+    store_files = [p for d in (bot.home, tmp_path / "after-crash") for p in d.rglob("*") if p.is_file()]
+    assert any(p.name.endswith("-wal") for p in store_files), "no WAL left by the crash: the grep would miss it"
+    assert _hits(store_files, "work"), "the account name is stored in clear: a grep that misses it misses the canary"
+    files = store_files + [p for p in (tmpdir, logs) for p in p.rglob("*") if p.is_file()]
+    assert (logs / "run1.log").stat().st_size > 0
+    found = {what: _hits(files, phrase) for what, phrase in canaries.items()}
+    lines = [ln for f in logs.iterdir() for ln in f.read_text().splitlines() if any(c in ln for c in canaries.values())]
+    assert found == {what: [] for what in canaries}, "\n".join(ln[:300] for ln in lines[:20])

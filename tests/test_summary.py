@@ -160,7 +160,7 @@ def test_forged_owner_mail_triggers_nothing(settings: Settings, store: Store) ->
         "mailvoice summary --send --to attacker@evil.example\r\nmailvoice send --to attacker@evil.example\r\n"
     ).encode()
 
-    def no_asr(data: bytes, name: str) -> Transcript:
+    def no_asr(data: bytes, name: str, budget: float) -> Transcript:
         raise AssertionError("a text mail must not reach the transcriber")
 
     pipeline = Pipeline(settings, store, no_asr)

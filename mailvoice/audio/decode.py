@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mailvoice.audio.sniff import CONTAINERS, Container, sniff_format
 from mailvoice.config import AudioSettings
 from mailvoice.errors import (
+    AudioBudgetError,
     AudioError,
     AudioTooLargeError,
     AudioTooLongError,
@@ -52,9 +53,10 @@ def _label(name: str) -> str:
 class _Limits:
     """The three decoder limits of one call, with messages that name the file and the setting."""
 
-    def __init__(self, name: str, settings: AudioSettings) -> None:
+    def __init__(self, name: str, settings: AudioSettings, budget: float | None = None) -> None:
         self.name = _label(name)
         self.settings = settings
+        self.budget = budget
         self.deadline = time.monotonic() + settings.decode_timeout
 
     def check_bytes(self, size: int) -> None:
@@ -65,11 +67,17 @@ class _Limits:
             )
 
     def check_duration(self, seconds: float, *, declared: bool = False) -> None:
+        how = "declares" if declared else "decodes to more than"
         if seconds > self.settings.max_duration:
-            how = "declares" if declared else "decodes to more than"
             raise AudioTooLongError(
                 f"{self.name}: {how} {seconds:.0f} s of audio, over the limit of "
                 f"{self.settings.max_duration:.0f} s (raise audio.max_duration to accept it)"
+            )
+        if self.budget is not None and seconds > self.budget:
+            raise AudioBudgetError(
+                f"{self.name}: {how} {seconds:.0f} s of audio, over the {max(self.budget, 0.0):.0f} s left in "
+                f"the per-mail budget of {self.settings.max_mail_duration:.0f} s (audio.max_mail_duration)",
+                declared=declared,
             )
 
     def check_time(self) -> None:
@@ -81,19 +89,27 @@ class _Limits:
 
 
 def decode_audio(
-    data: bytes, *, name: str = "", settings: AudioSettings | None = None, sample_rate: int = 16000
+    data: bytes,
+    *,
+    name: str = "",
+    settings: AudioSettings | None = None,
+    sample_rate: int = 16000,
+    budget: float | None = None,
 ) -> AudioClip:
-    """Decode allowlisted audio from memory to mono float32 at sample_rate, or raise the AudioError that says why."""
+    """Decode allowlisted audio from memory to mono float32 at sample_rate, or raise the AudioError that says why.
+
+    budget: seconds the caller's mail may still decode (AudioBudgetError past it), on top of audio.max_duration.
+    """
     import av
 
-    limits = _Limits(name, settings or AudioSettings())
+    limits = _Limits(name, settings or AudioSettings(), budget)
     limits.check_bytes(len(data))
     if not data:
         raise CorruptAudioError(f"{limits.name}: the file is empty (0 bytes)")
     kind = sniff_format(data)
     if kind is None:
         raise UnsupportedAudioError(
-            f"{limits.name}: not a supported audio format (first bytes {bytes(data[:8])!r}); accepted: "
+            f"{limits.name}: not a supported audio format ({len(data)} bytes, no known audio signature); accepted: "
             + ", ".join(sorted(CONTAINERS))
         )
     container = CONTAINERS[kind]

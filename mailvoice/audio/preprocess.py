@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import cmath
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from mailvoice.config import AudioSettings
@@ -59,20 +60,25 @@ def _zero_state(x: ComplexArray, p: complex) -> ComplexArray:
     return result
 
 
-def _one_pole(x: npt.NDArray[np.float64], p: complex) -> ComplexArray:
-    """y[n] = x[n] + p*y[n-1], in chunks carrying the state, so memory stays bounded on long clips."""
+def _one_pole_chunks(
+    x: FloatArray, offset: float, p: complex
+) -> Iterator[tuple[int, npt.NDArray[np.float64], ComplexArray]]:
+    """(start, x - offset, y) per chunk of y[n] = (x[n] - offset) + p*y[n-1], carrying the state across chunks.
+
+    Chunked so that the float64 and complex128 temporaries stay a few MB however long the clip: on a whole
+    15-minute clip they cost over half a gigabyte.
+    """
     import numpy as np
 
-    out = np.empty(len(x), dtype=np.complex128)
     state = 0j
     for start in range(0, len(x), _CHUNK):
-        seg = _zero_state(x[start : start + _CHUNK].astype(np.complex128), p)
+        xs = x[start : start + _CHUNK].astype(np.float64) - offset
+        seg = _zero_state(xs.astype(np.complex128), p)
         if state:  # the state decays as p**n; past 1e-12 of it nothing is left to add
             reach = min(len(seg), int(math.log(1e-12) / math.log(max(abs(p), 1e-300))) + 1)
             seg[:reach] += state * p ** np.arange(1, reach + 1)
-        out[start : start + len(seg)] = seg
         state = complex(seg[-1])
-    return out
+        yield start, xs, seg
 
 
 def highpass(samples: FloatArray, sample_rate: int, cutoff_hz: float) -> FloatArray:
@@ -98,9 +104,11 @@ def highpass(samples: FloatArray, sample_rate: int, cutoff_hz: float) -> FloatAr
     r = (d0 + d1 / p) / (1.0 - q / p)
     # Start as if the opening level had always been there (scipy's lfilter_zi): a DC offset then gives no
     # start-up click, which would otherwise set the peak that caps the normalisation gain.
-    x = samples.astype(np.float64) - float(np.mean(samples[: max(1, sample_rate // 100)]))
-    y = c * x + 2.0 * (r * _one_pole(x, p)).real
-    return y.astype(np.float32)
+    opening = float(np.mean(samples[: max(1, sample_rate // 100)]))
+    out = np.empty(len(samples), dtype=np.float32)
+    for start, xs, seg in _one_pole_chunks(samples, opening, p):
+        out[start : start + len(xs)] = c * xs + 2.0 * (r * seg).real
+    return out
 
 
 def normalize(samples: FloatArray, sample_rate: int, target_dbfs: float) -> FloatArray:
@@ -111,8 +119,12 @@ def normalize(samples: FloatArray, sample_rate: int, target_dbfs: float) -> Floa
     count = len(samples) // frame
     if count == 0:
         return samples
-    x = samples[: count * frame].astype(np.float64).reshape(count, frame)
-    energy = np.mean(x * x, axis=1)
+    frames = samples[: count * frame].reshape(count, frame)
+    energy = np.empty(count, dtype=np.float64)
+    rows = max(1, _CHUNK // frame)  # float64 squares of a chunk at a time, not of the whole clip
+    for i in range(0, count, rows):
+        block = frames[i : i + rows].astype(np.float64)
+        energy[i : i + rows] = np.mean(block * block, axis=1)
     levels = 10.0 * np.log10(energy + 1e-20)
     floor = max(SILENCE_DBFS, float(np.percentile(levels, 95)) - ACTIVE_RANGE_DB)
     active = levels >= floor
@@ -133,9 +145,11 @@ def preprocess(clip: AudioClip, settings: AudioSettings | None = None) -> AudioC
     return AudioClip(samples=samples, sample_rate=clip.sample_rate, name=clip.name)
 
 
-def load_for_asr(data: bytes, *, name: str = "", settings: AudioSettings | None = None) -> AudioClip:
-    """Decode untrusted bytes under the limits, then preprocess: what the recogniser is fed."""
+def load_for_asr(
+    data: bytes, *, name: str = "", settings: AudioSettings | None = None, budget: float | None = None
+) -> AudioClip:
+    """Decode untrusted bytes under the limits (and the mail's budget, in seconds), then preprocess for recognition."""
     from mailvoice.audio.decode import decode_audio
 
     settings = settings or AudioSettings()
-    return preprocess(decode_audio(data, name=name, settings=settings), settings)
+    return preprocess(decode_audio(data, name=name, settings=settings, budget=budget), settings)

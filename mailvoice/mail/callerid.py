@@ -6,6 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from mailvoice.logref import where
 from mailvoice.mail.headers import clean_header_text
 from mailvoice.mail.mime import ParsedMail
 
@@ -232,8 +233,8 @@ def caller_from_text(subject: str, body: str, *, sender: str = "", mailer: str =
         found.phrases(body)
         found.phrases(subject)
         return CallerInfo(found.name, found.number, found.duration, detect_system(subject, body, sender, mailer))
-    except Exception:  # best effort by contract: a template we cannot read is no reason to lose the mail
-        log.debug("caller extraction failed", exc_info=True)
+    except Exception as exc:  # best effort by contract: a template we cannot read is no reason to lose the mail
+        log.debug("caller extraction failed: %s at %s", type(exc).__name__, where(exc))  # the message may quote text
         return CallerInfo()
 
 
@@ -254,8 +255,8 @@ def extract_caller(parsed: ParsedMail) -> CallerInfo:
                 info.system or more.system,
             )
         return info
-    except Exception:
-        log.debug("caller extraction failed", exc_info=True)
+    except Exception as exc:
+        log.debug("caller extraction failed: %s at %s", type(exc).__name__, where(exc))
         return CallerInfo()
 
 

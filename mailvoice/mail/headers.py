@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 import unicodedata
+from collections.abc import Iterable
 
 from mailvoice.errors import ConfigError, MailError
 
@@ -106,6 +107,40 @@ def clean_header_text(value: str | None, max_len: int = 200) -> str:
     if max_len > 0 and len(text) > max_len:
         text = text[: max(max_len - 1, 0)].rstrip() + "…"
     return text
+
+
+# RFC 5322 msg-id, as we are willing to write it back: printable ASCII, no spaces, brackets or backslash.
+_MSG_ID_TOKEN = re.compile(r"<[!-;=?-\[\]-~]{1,248}>")
+_MSG_ID_MAX_LEN = 250
+MAX_REFERENCES = 20
+"""Message-IDs kept in a References header we write (the newest ones: RFC 5322 allows trimming the middle)."""
+
+
+def clean_message_id(value: str | None) -> str | None:
+    """One Message-ID token fit for In-Reply-To/References, or None: ASCII only, no controls, length-bounded.
+
+    A token copied from a received mail may hold UTF-8 or undecodable 8-bit bytes (surrogate escapes), which make
+    the stdlib encoder raise at as_bytes(); such a token is dropped, never repaired into a different identity.
+    """
+    if not value:
+        return None
+    token = value.strip()
+    if len(token) > _MSG_ID_MAX_LEN or not _MSG_ID_TOKEN.fullmatch(token):
+        return None
+    return token
+
+
+def clean_message_ids(values: Iterable[str], *, limit: int = MAX_REFERENCES) -> tuple[str, ...]:
+    """The valid Message-ID tokens among values (each may hold several), in order, deduplicated, the last `limit`."""
+    out: dict[str, None] = {}
+    for value in values:
+        for candidate in re.findall(r"<[^<>]*>", value or ""):
+            token = clean_message_id(candidate)
+            if token is not None:
+                out.pop(token, None)
+                out[token] = None
+    tokens = tuple(out)
+    return tokens[-limit:] if limit > 0 else ()
 
 
 def is_safe_for_imap(value: str, *, folder: bool = False) -> bool:

@@ -41,9 +41,9 @@ class WorkerState:
     _tts: TtsEngine | None = field(default=None, repr=False)
     _tts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def transcribe(self, data: bytes, name: str) -> Transcript:
+    def transcribe(self, data: bytes, name: str, budget: float | None = None) -> Transcript:
         crashpoint("transcribing")
-        return self.transcriber(data, name)
+        return self.transcriber(data, name, budget)
 
     def tts(self) -> TtsEngine:
         with self._tts_lock:
@@ -83,7 +83,7 @@ def open_state(settings: Settings, app: Celery) -> WorkerState:
         store=store,
         app=app,
         transcriber=transcriber,
-        pipeline=Pipeline(settings, store, lambda d, n: st.transcribe(d, n)),
+        pipeline=Pipeline(settings, store, lambda d, n, b: st.transcribe(d, n, b)),
         bindings=bindings,
         contexts={k: b.ctx for k, b in bindings.items()},
         lock_dir=settings.general.data_dir / "locks",
