@@ -117,10 +117,10 @@ def test_transcript_mail_decrypts_with_gpg_and_keeps_every_part(keys: Keys, tmp_
     assert "DECRYPTION_OKAY" in status
     inner = parse(plain)
     assert inner.get_param("protected-headers") == "v1"
-    assert inner["Subject"].startswith(f"Voicemail from {CALLER}")
+    assert inner["Subject"] == "Re: New voicemail from 5551234"  # the real (threading) subject travels inside
     assert inner["HP-Outer"] is not None
     body = inner.get_body(preferencelist=("plain",))
-    assert body is not None and "Northwind" in str(body.get_content())
+    assert body is not None and "Northwind" in str(body.get_content()) and CALLER in str(body.get_content())
     html = inner.get_body(preferencelist=("html",))
     assert html is not None and "Northwind" in str(html.get_content())
     (att,) = list(inner.iter_attachments())

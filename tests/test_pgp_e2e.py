@@ -81,7 +81,7 @@ def test_transcript_and_summary_mails_decrypt_with_gpg(
     assert outer["Subject"] == "Voicemail"
     assert outer["In-Reply-To"] == "<vm-pgp-1@pbx.example.com>"  # threading survives
     inner = decrypt(gpg, raw)
-    assert inner["Subject"].startswith("Voicemail from ")
+    assert inner["Subject"] == "Re: [PBX]: New message 5 in mailbox 100"  # the real subject travels inside
     assert inner["Message-ID"] == outer["Message-ID"]
     body = inner.get_body(preferencelist=("plain",))
     assert body is not None
@@ -142,7 +142,7 @@ def test_required_policy_holds_mail_tells_the_owner_once_then_sends_encrypted(
     assert sorted(m["In-Reply-To"] for _, m in held) == ["<vm-held-1@pbx.example.com>", "<vm-held-2@pbx.example.com>"]
     for raw, outer in held:
         assert_sealed(raw, outer)
-        assert decrypt(gpg, raw)["Subject"].startswith("Voicemail from ")
+        assert decrypt(gpg, raw)["Subject"].startswith("Re: [PBX]: New message")
 
 
 def test_voice_email_to_a_recipient_with_a_key_is_encrypted_to_that_key(
