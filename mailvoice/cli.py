@@ -32,6 +32,7 @@ _COMMANDS: dict[str, str] = {
     "reply": "send",
     "worker": "worker",
     "scheduler": "scheduler",
+    "wyoming": "wyoming",
 }
 
 
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--audio", metavar="FILE")
     g.add_argument("--record", action="store_true")
     s.add_argument("--yes", action="store_true")
+
+    s = sub.add_parser("wyoming", help="serve ASR and TTS to Home Assistant (Wyoming protocol; extra: wyoming)")
+    s.add_argument("--uri", metavar="URI", help="tcp://HOST:PORT or unix:///path (default: [wyoming] uri)")
 
     s = sub.add_parser("bench", help="benchmarks: speed and memory as ratios against a baseline in the same process")
     s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale"])

@@ -248,6 +248,24 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class WyomingSettings:
+    """`mailvoice wyoming`: ASR and TTS for Home Assistant's Assist over the Wyoming protocol."""
+
+    uri: str = "tcp://127.0.0.1:10300"
+    """tcp://HOST:PORT or unix:///path; a non-loopback host lets the LAN in (Wyoming has no authentication)."""
+    max_audio_seconds: float = 60.0
+    """Longest utterance accepted per transcription (also capped by audio.max_duration)."""
+    max_event_bytes: int = 1024 * 1024
+    """Largest event data or payload accepted; a bigger one closes the connection."""
+    max_text_chars: int = 5000
+    """Longest text accepted per synthesis."""
+    idle_timeout: float = 60.0
+    """Seconds a connection may stay silent before it is closed."""
+    max_connections: int = 8
+    """Connections served at once; more are refused with an error event."""
+
+
+@dataclass(frozen=True)
 class Settings:
     general: GeneralSettings = field(default_factory=GeneralSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
@@ -259,6 +277,7 @@ class Settings:
     voice_email: VoiceEmailSettings = field(default_factory=VoiceEmailSettings)
     feed: FeedSettings = field(default_factory=FeedSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    wyoming: WyomingSettings = field(default_factory=WyomingSettings)
     accounts: tuple[AccountSettings, ...] = ()
     maildirs: tuple[MaildirSettings, ...] = ()
     source: Path | None = None
@@ -276,6 +295,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "voice_email": VoiceEmailSettings,
     "feed": FeedSettings,
     "queue": QueueSettings,
+    "wyoming": WyomingSettings,
 }
 _LISTS: dict[str, type[Any]] = {"accounts": AccountSettings, "maildirs": MaildirSettings}
 
