@@ -33,6 +33,7 @@ _COMMANDS: dict[str, str] = {
     "worker": "worker",
     "scheduler": "scheduler",
     "wyoming": "wyoming",
+    "matrix": "matrix",
 }
 
 
@@ -147,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("wyoming", help="serve ASR and TTS to Home Assistant (Wyoming protocol; extra: wyoming)")
     s.add_argument("--uri", metavar="URI", help="tcp://HOST:PORT or unix:///path (default: [wyoming] uri)")
+
+    s = sub.add_parser("matrix", help="Matrix bot: transcribe voice messages in owners' rooms (extra: matrix)")
+    s.add_argument("--account", metavar="NAME", help="one [[matrix]] account (default: all)")
 
     s = sub.add_parser("bench", help="benchmarks: speed and memory as ratios against a baseline in the same process")
     s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale"])

@@ -266,6 +266,29 @@ class WyomingSettings:
 
 
 @dataclass(frozen=True)
+class MatrixSettings:
+    """One `[[matrix]]` bot account: transcribes voice messages in the rooms its owners invite it to."""
+
+    name: str
+    homeserver: str
+    """Client-server API base URL: https://matrix.example.org (http:// only for a loopback host)."""
+    user_id: str
+    """The bot's account, @bot:example.org."""
+    owners: tuple[str, ...]
+    """Only invites from these users are accepted; everyone else's are rejected."""
+    password_env: str = ""
+    """Environment variable holding the password (used once, to log in and create the device)."""
+    password_file: Path | None = None
+    access_token_env: str = ""
+    """Or an existing access token (with device_id) instead of a password."""
+    access_token_file: Path | None = None
+    device_id: str = ""
+    device_name: str = "mailvoice"
+    sync_timeout: float = 30.0
+    """Seconds a sync long-poll waits for news."""
+
+
+@dataclass(frozen=True)
 class Settings:
     general: GeneralSettings = field(default_factory=GeneralSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
@@ -280,6 +303,7 @@ class Settings:
     wyoming: WyomingSettings = field(default_factory=WyomingSettings)
     accounts: tuple[AccountSettings, ...] = ()
     maildirs: tuple[MaildirSettings, ...] = ()
+    matrix: tuple[MatrixSettings, ...] = ()
     source: Path | None = None
     """The file these settings came from, if any."""
 
@@ -297,7 +321,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "queue": QueueSettings,
     "wyoming": WyomingSettings,
 }
-_LISTS: dict[str, type[Any]] = {"accounts": AccountSettings, "maildirs": MaildirSettings}
+_LISTS: dict[str, type[Any]] = {"accounts": AccountSettings, "maildirs": MaildirSettings, "matrix": MatrixSettings}
 
 T = TypeVar("T")
 
