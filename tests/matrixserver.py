@@ -62,12 +62,13 @@ class Client:
         except urllib.error.HTTPError as exc:
             raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:300]!r}") from exc
 
-    def create_room(self, invite: str) -> str:
-        return str(
-            self.call("POST", "/_matrix/client/v3/createRoom", {"invite": [invite], "preset": "private_chat"})[
-                "room_id"
+    def create_room(self, invite: str, *, encrypted: bool = False) -> str:
+        body: dict[str, Any] = {"invite": [invite], "preset": "private_chat"}
+        if encrypted:
+            body["initial_state"] = [
+                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
             ]
-        )
+        return str(self.call("POST", "/_matrix/client/v3/createRoom", body)["room_id"])
 
     def upload(self, data: bytes, ctype: str) -> str:
         return str(

@@ -147,10 +147,23 @@ def words(text: str) -> set[str]:
     return set(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def test_invites_from_others_are_rejected(synapse: Synapse, bot: Bot, room: str) -> None:
+def test_invites_from_others_and_encrypted_rooms_are_refused(
+    synapse: Synapse, alice: Client, bot: Bot, room: str
+) -> None:
     mallory = synapse.register("mallory", "mallory-pw-1")
     foreign = mallory.create_room(invite=bot.user_id)
     wait_for("the bot to reject a stranger's invite", lambda: mallory.membership(foreign, bot.user_id) == "leave")
+    secret = alice.create_room(invite=bot.user_id, encrypted=True)  # no E2E support: declined, not joined
+    wait_for("the bot to decline an encrypted room", lambda: alice.membership(secret, bot.user_id) == "leave")
+    asked = alice.send(room, {"msgtype": "m.text", "body": "!help"})
+    answer = wait_for(
+        "the !help answer",
+        lambda: (
+            [e for e in alice.messages(room) if e.get("sender") == bot.user_id and e["type"] == "m.room.message"]
+            or None
+        ),
+    )
+    assert "voice messages" in answer[0]["content"]["body"] and asked
     session = bot.home / "data" / "matrix" / "home.json"
     assert stat.S_IMODE(session.stat().st_mode) == 0o600
     assert BOT_PASSWORD not in session.read_text() and BOT_PASSWORD not in bot.logs()
@@ -183,3 +196,21 @@ def test_voice_message_answered_in_its_thread_once_across_restart(alice: Client,
     assert bot.logs().count("logged in as device") == 2
     device_ids = set(re.findall(r"logged in as device (\S+)", bot.logs()))
     assert len(device_ids) == 1, device_ids  # the same device after the restart, no new login
+
+
+def test_power_cut_between_reply_and_ledger_gives_no_second_reply(alice: Client, bot: Bot, room: str) -> None:
+    bot.stop()
+    bot.env["MAILVOICE_TEST_CRASH_AT"] = "matrix-replied"
+    bot.start()
+    third = post_voice(alice, room, "horizon-right.wav")
+    died = wait_for("the crash after the reply", lambda: bot.proc is not None and bot.proc.poll() is not None)
+    assert died and bot.proc is not None and bot.proc.returncode == -9
+    assert len(replies(alice, room, third, bot)) == 1
+    del bot.env["MAILVOICE_TEST_CRASH_AT"]
+    bot.start()  # replays the unacknowledged batch: transcribes again, resends under the same transaction id
+    latest = bot.home / f"bot-{bot.starts}.log"
+    wait_for("the replayed event to be recorded", lambda: "transcribed (" in latest.read_text(errors="replace"))
+    assert len(replies(alice, room, third, bot)) == 1
+    stored = [json.loads(line) for line in bot.cli("messages", "--json").stdout.splitlines()]
+    assert len([m for m in stored if m["kind"] == "voicemail"]) == 3
+    assert "horizon" not in bot.logs().lower() and "stars" not in bot.logs().lower()  # no transcript in logs

@@ -30,6 +30,7 @@ from mailvoice.backoff import Backoff
 from mailvoice.chat.events import AudioMessage, as_object, notice, threaded, txn_id
 from mailvoice.chat.session import Session, load_session, save_session, session_path
 from mailvoice.config import is_loopback, read_secret
+from mailvoice.crashpoints import crashpoint
 from mailvoice.errors import AudioError, ConfigError, EngineError, Quarantine, SourceError
 
 if TYPE_CHECKING:
@@ -213,6 +214,7 @@ class MatrixBot:
             html.escape(head) + marked_text(transcript, threshold, as_html=True),
         )
         await self._send(msg.room_id, msg.event_id, "transcript", content)
+        crashpoint("matrix-replied")  # the tests' power cut between the reply and its ledger row
         await asyncio.to_thread(self._record, msg, audio, transcript)
         log.info("matrix %s: event %s transcribed (%.1f s)", self.account.name, msg.reference, transcript.duration)
 
