@@ -94,6 +94,7 @@ def bot(synapse: Synapse, alice: Client, tmp_path_factory: pytest.TempPathFactor
     config = home / "config.toml"
     config.write_text(
         f'[general]\ndata_dir = "{home / "data"}"\n[asr]\nthreads = 1\n'
+        f'[[maildirs]]\nname = "inbox"\npath = "{home / "Maildir"}"\n'
         f'[[matrix]]\nname = "home"\nhomeserver = "{synapse.base}"\nuser_id = "{bot_user.user_id}"\n'
         f'owners = ["{alice.user_id}"]\npassword_env = "MV_TEST_MATRIX_PASSWORD"\nsync_timeout = 5.0\n',
         encoding="utf-8",
@@ -164,6 +165,12 @@ def test_invites_from_others_and_encrypted_rooms_are_refused(
         ),
     )
     assert "voice messages" in answer[0]["content"]["body"] and asked
+    alice.send(room, {"msgtype": "m.text", "body": "!summary"})
+    summary = wait_for(
+        "the !summary answer",
+        lambda: [e for e in alice.messages(room) if "No new messages" in e.get("content", {}).get("body", "")] or None,
+    )
+    assert summary[0]["sender"] == bot.user_id  # the maildir account is empty: the summary says so
     session = bot.home / "data" / "matrix" / "home.json"
     assert stat.S_IMODE(session.stat().st_mode) == 0o600
     assert BOT_PASSWORD not in session.read_text() and BOT_PASSWORD not in bot.logs()

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 HELP = (
     "I transcribe voice messages in the rooms my owners invite me to and answer in the message's thread "
-    "(uncertain words are marked [like this?]). Commands in a room with an owner: !help."
+    "(uncertain words are marked [like this?]). Commands in a room of an owner and me: !help, !summary "
+    "(the last 24 hours of mail)."
 )
 _FILTER = {"room": {"timeline": {"limit": 50}}, "presence": {"not_types": ["*"]}}
 
@@ -178,12 +179,41 @@ class MatrixBot:
             return
         content = as_object(source.get("content"))
         body = content.get("body") if content.get("msgtype") == "m.text" else None
-        if isinstance(body, str) and body.strip().lower() == "!help" and source.get("sender") in self.account.owners:
-            await self._send(room_id, str(source.get("event_id", "")), "help", notice(HELP))
+        command = body.strip().lower() if isinstance(body, str) else ""
+        if command in ("!help", "!summary") and source.get("sender") in self.account.owners and self._direct(room_id):
+            event_id = str(source.get("event_id", ""))
+            text = HELP if command == "!help" else await asyncio.to_thread(self._summary_text)
+            await self._send(room_id, event_id, command[1:], notice(text))
             return
         message = AudioMessage.parse(room_id, source)
         if message is not None and message.event_id:
             await self._voice(message)
+
+    def _direct(self, room_id: str) -> bool:
+        """A room of the bot and one owner: commands answer there only (a summary is for its owner's eyes)."""
+        room = self.client.rooms.get(room_id)
+        return room is not None and room.member_count <= 2
+
+    def _summary_text(self) -> str:
+        """The last 24 hours of every mail account, as the spoken summary would say it (text only)."""
+        from datetime import timedelta
+
+        from mailvoice.spoken.summary import build_script, collect
+        from mailvoice.store.records import utcnow
+
+        now = utcnow()
+        names = [a.name for a in self.settings.accounts] + [m.name for m in self.settings.maildirs]
+        scripts = [
+            build_script(
+                collect(self.store, name, now - timedelta(hours=24), self.settings),
+                self.settings,
+                account=name,
+                since="24h",
+                now=now,
+            ).text
+            for name in names
+        ]
+        return "\n\n".join(scripts) or "No mail account is configured ([[accounts]] or [[maildirs]])."
 
     async def _voice(self, msg: AudioMessage) -> None:
         seen = await asyncio.to_thread(self.store.seen_key, self.ledger_account, msg.room_id, msg.event_id)
