@@ -221,3 +221,16 @@ def test_power_cut_between_reply_and_ledger_gives_no_second_reply(alice: Client,
     stored = [json.loads(line) for line in bot.cli("messages", "--json").stdout.splitlines()]
     assert len([m for m in stored if m["kind"] == "voicemail"]) == 3
     assert "horizon" not in bot.logs().lower() and "stars" not in bot.logs().lower()  # no transcript in logs
+
+
+def test_a_room_that_forbids_the_reply_does_not_stall_the_others(alice: Client, bot: Bot, room: str) -> None:
+    muted = alice.create_room(invite=bot.user_id)
+    wait_for("the bot to join", lambda: alice.membership(muted, bot.user_id) == "join")
+    path = f"/_matrix/client/v3/rooms/{muted}/state/m.room.power_levels/"
+    levels = alice.call("GET", path)
+    alice.call("PUT", path, {**levels, "events_default": 50})  # the creator (alice) may still post
+    refused = post_voice(alice, muted, "cards-001.wav")
+    wait_for("the refusal to be logged", lambda: "event skipped" in bot.logs())
+    answered = post_voice(alice, room, "cards-005.wav")
+    wait_for("the reply in the other room", lambda: replies(alice, room, answered, bot) or None)
+    assert replies(alice, muted, refused, bot) == []

@@ -143,8 +143,12 @@ class MatrixBot:
         for room_id, info in response.rooms.join.items():
             for event in info.timeline.events:
                 source = getattr(event, "source", None)
-                if isinstance(source, dict):
+                if not isinstance(source, dict):
+                    continue
+                try:
                     await self._event(room_id, source)
+                except _Forbidden as exc:  # kicked or muted meanwhile: replaying the batch would never succeed
+                    log.warning("matrix %s: %s; event skipped", self.account.name, exc)
 
     async def _invited(self, room_id: str, state: list[Any]) -> None:
         me = self.account.user_id
@@ -280,6 +284,8 @@ class MatrixBot:
             room_id, "m.room.message", content, tx_id=txn_id(room_id, event_id, what)
         )
         if not isinstance(response, RoomSendResponse):
+            if getattr(response, "status_code", "") == "M_FORBIDDEN":
+                raise _Forbidden(f"the homeserver forbids sending the {what} to that room")
             raise SourceError(f"sending the {what} to a room failed ({getattr(response, 'message', response)})")
 
     def _ref(self, msg: AudioMessage, audio: bytes) -> Any:
@@ -311,6 +317,10 @@ class MatrixBot:
             audio=audio,
         )
         self.store.record_processed(self._ref(msg, audio), [message])
+
+
+class _Forbidden(SourceError):
+    """The homeserver refuses our message for good (M_FORBIDDEN): retrying the batch cannot help."""
 
 
 _ENCRYPTED = (
