@@ -324,6 +324,6 @@ class _Forbidden(SourceError):
 
 
 _ENCRYPTED = (
-    "This room turned on end-to-end encryption, which this bot does not support (the encryption library does not "
-    "install here); it leaves rather than fail silently."
+    "This room turned on end-to-end encryption, which this bot does not support yet; it leaves rather than "
+    "fail silently."
 )
