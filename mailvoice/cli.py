@@ -32,6 +32,8 @@ _COMMANDS: dict[str, str] = {
     "scheduler": "scheduler",
     "outbox": "outboxcmd",
     "demo": "demo",
+    "wyoming": "wyoming",
+    "matrix": "matrix",
 }
 
 # An optional dependency's top-level module -> the extra that installs it (a missing one exits 2 with the pip line).
@@ -47,6 +49,8 @@ EXTRAS: dict[str, str] = {
     "kombu": "scale",
     "psycopg": "postgres",
     "alembic": "postgres",
+    "wyoming": "wyoming",
+    "nio": "matrix",
 }
 
 
@@ -218,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job on a bundled mailbox, in its own folder: no account, no server")
     s.add_argument("--home", metavar="DIR", help="demo state (default: $MAILVOICE_HOME, else a user data folder)")
+
+    s = sub.add_parser("wyoming", help="serve ASR and TTS to Home Assistant (Wyoming protocol; extra: wyoming)")
+    s.add_argument("--uri", metavar="URI", help="tcp://HOST:PORT or unix:///path (default: [wyoming] uri)")
+
+    s = sub.add_parser("matrix", help="Matrix bot: transcribe voice messages in owners' rooms (extra: matrix)")
+    s.add_argument("--account", metavar="NAME", help="one [[matrix]] account (default: all)")
 
     s = sub.add_parser("bench", help="benchmarks: speed and memory as ratios against a baseline in the same process")
     s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale"])

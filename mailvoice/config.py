@@ -288,6 +288,47 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class WyomingSettings:
+    """`mailvoice wyoming`: ASR and TTS for Home Assistant's Assist over the Wyoming protocol."""
+
+    uri: str = "tcp://127.0.0.1:10300"
+    """tcp://HOST:PORT or unix:///path; a non-loopback host lets the LAN in (Wyoming has no authentication)."""
+    max_audio_seconds: float = 60.0
+    """Longest utterance accepted per transcription (also capped by audio.max_duration)."""
+    max_event_bytes: int = 1024 * 1024
+    """Largest event data or payload accepted; a bigger one closes the connection."""
+    max_text_chars: int = 5000
+    """Longest text accepted per synthesis."""
+    idle_timeout: float = 60.0
+    """Seconds a connection may stay silent before it is closed."""
+    max_connections: int = 8
+    """Connections served at once; more are refused with an error event."""
+
+
+@dataclass(frozen=True)
+class MatrixSettings:
+    """One `[[matrix]]` bot account: transcribes voice messages in the rooms its owners invite it to."""
+
+    name: str
+    homeserver: str
+    """Client-server API base URL: https://matrix.example.org (http:// only for a loopback host)."""
+    user_id: str
+    """The bot's account, @bot:example.org."""
+    owners: tuple[str, ...]
+    """Only invites from these users are accepted; everyone else's are rejected."""
+    password_env: str = ""
+    """Environment variable holding the password (used once, to log in and create the device)."""
+    password_file: Path | None = None
+    access_token_env: str = ""
+    """Or an existing access token (with device_id) instead of a password."""
+    access_token_file: Path | None = None
+    device_id: str = ""
+    device_name: str = "mailvoice"
+    sync_timeout: float = 30.0
+    """Seconds a sync long-poll waits for news."""
+
+
+@dataclass(frozen=True)
 class Settings:
     general: GeneralSettings = field(default_factory=GeneralSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
@@ -299,8 +340,10 @@ class Settings:
     voice_email: VoiceEmailSettings = field(default_factory=VoiceEmailSettings)
     feed: FeedSettings = field(default_factory=FeedSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    wyoming: WyomingSettings = field(default_factory=WyomingSettings)
     accounts: tuple[AccountSettings, ...] = ()
     maildirs: tuple[MaildirSettings, ...] = ()
+    matrix: tuple[MatrixSettings, ...] = ()
     source: Path | None = None
     """The file these settings came from, if any."""
 
@@ -316,8 +359,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "voice_email": VoiceEmailSettings,
     "feed": FeedSettings,
     "queue": QueueSettings,
+    "wyoming": WyomingSettings,
 }
-_LISTS: dict[str, type[Any]] = {"accounts": AccountSettings, "maildirs": MaildirSettings}
+_LISTS: dict[str, type[Any]] = {"accounts": AccountSettings, "maildirs": MaildirSettings, "matrix": MatrixSettings}
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ import os
 import signal
 
 ENV = "MAILVOICE_TEST_CRASH_AT"
-STEPS = ("fetched", "transcribing", "transcribed", "stored", "acknowledged", "sending", "sent")
+STEPS = ("fetched", "transcribing", "transcribed", "stored", "acknowledged", "sending", "sent", "matrix-replied")
 
 
 def crashpoint(step: str) -> None:

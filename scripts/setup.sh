@@ -30,4 +30,9 @@ fi
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 .venv/bin/python -m pip install -q -e "$spec" 2>&1 | grep -v "^WARNING: Location" || true
+if [[ "$extras" == *dev* ]]; then
+  # The Matrix tests' homeserver: Synapse in its own venv (its pins would fight ours), started by the tests.
+  [ -x .venv-synapse/bin/python ] || "$PY" -m venv .venv-synapse
+  .venv-synapse/bin/python -m pip install -q "matrix-synapse>=1.100,<2" 2>&1 | grep -v "^WARNING: Location" || true
+fi
 .venv/bin/mailvoice --version

@@ -1,0 +1,1 @@
+"""Messaging: the Matrix bot that transcribes voice messages in its owners' rooms."""

@@ -1,0 +1,1 @@
+"""The Wyoming protocol server (Home Assistant's Assist): our ASR and TTS engines behind `mailvoice wyoming`."""
