@@ -115,8 +115,10 @@ def mime_seeds() -> Iterator[bytes]:
     """Voicemails of every phone system in the test corpus, hostile mails, and small bombs."""
     import mailcorpus as mc
 
+    # The corpus builders attach a 4 KB tone; 40 ms keep every shape and make each execution cheaper.
+    default, short = mc.b64lines(mc.tiny_wav()).encode(), mc.b64lines(mc.tiny_wav(0.04)).encode()
     for case in mc.CASES:
-        yield case.build()
+        yield case.build().replace(default, short)
     yield from (
         mc.traversal_filename_mail(),
         mc.broken_charset_mail(),

@@ -2,7 +2,7 @@
 
 CORPUS is a directory; when it is empty, the seed corpus is written into it first (nothing binary is committed).
 A finding (see harness.py) stops the run with a crash-* file under -artifact_prefix and exit status 1. The slowest
-inputs so far are kept in CORPUS/../<target>-slowest.json (libFuzzer ends the process without Python's atexit).
+inputs so far are kept in CORPUS/../<corpus name>-slowest.json (libFuzzer ends the process without Python's atexit).
 Example, a long run in the background on a shared machine:
 
     nice -n 15 .venv/bin/python tests/fuzz/run.py mime /tmp/fz/mime -runs=600000 -print_final_stats=1
@@ -28,7 +28,7 @@ def main() -> None:
     if not corpus.is_dir() or not any(corpus.iterdir()):
         harness.write_seeds(kind, corpus)
     harness.quiet()
-    report = corpus.parent / f"{kind}-slowest.json"
+    report = corpus.parent / f"{corpus.name}-slowest.json"
     slowest = harness.Slowest()
 
     with atheris.instrument_imports(include=["mailvoice"]):
