@@ -45,7 +45,7 @@ def main() -> None:
         top = slowest.items[0][0] if slowest.items else 0.0
         if top != last_top[0] or slowest.runs % 20000 == 0:
             last_top[0] = top
-            rows = [{"cpu_s": round(s, 4), "bytes": n, "head": d[:64].hex()} for s, n, d in slowest.items]
+            rows = [{"cpu_s": round(s, 4), "bytes": n, "data": d.hex()} for s, n, d in slowest.items]
             report.write_text(json.dumps({"runs": slowest.runs, "slowest": rows}, indent=1))
 
     atheris.Setup([sys.argv[0], *sys.argv[3:], str(corpus)], one)
