@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale"])
     s.add_argument("--json", action="store_true")
     s.add_argument("--seconds", type=float, default=30.0, help="length of the benchmark speech (asr/tts)")
+    s.add_argument(
+        "--sockets", type=int, default=0, metavar="N", help="dictation: N browser sockets at once against `serve`"
+    )
     return p
 
 

@@ -9,15 +9,17 @@ never to a null sender). The Message-ID of a mail never changes across retries, 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.policy import SMTP
 from typing import TYPE_CHECKING
 
 from mailvoice.crashpoints import crashpoint
-from mailvoice.errors import DeliveryError, MailvoiceError, PgpRequiredError
+from mailvoice.errors import DeliveryError, MailvoiceError, PgpRequiredError, StoreError
 
 if TYPE_CHECKING:
     from mailvoice.config import Settings
@@ -53,12 +55,16 @@ class Outbox:
         self._settings = settings
         self._store = store
         self._lock = asyncio.Lock()
+        self._unrecorded: dict[str, Callable[[], None]] = {}
+        """Outcomes of attempts the store could not write (disk full, locked), by outbox id: written first at the
+        next flush, so a mail the server accepted is not sent again and none waits in 'sending' for a restart."""
 
     async def flush(self, limit: int = 50) -> FlushStats:
         """Send every due mail once (in order); return what happened."""
         from mailvoice.store.records import utcnow
 
         async with self._lock:
+            await self._record_pending()
             sent = retrying = failed = 0
             due = await asyncio.to_thread(self._store.due, utcnow(), limit)
             for row in due:
@@ -81,7 +87,7 @@ class Outbox:
         except MailvoiceError as exc:  # configuration problems: keep the mail, retry later
             return await self._failed_attempt(row, DeliveryError(str(exc)))
         crashpoint("sent")
-        await asyncio.to_thread(self._store.mark_sent, row.id, utcnow())
+        await self._record(row.id, functools.partial(self._store.mark_sent, row.id, utcnow()))
         log.info("sent outbox %s (%s) to %d recipient(s)", row.id, row.message_id_header, len(row.envelope.recipients))
         return "sent"
 
@@ -145,14 +151,35 @@ class Outbox:
         too_old = now - row.created_at > MAX_AGE
         if exc.permanent or too_old:
             why = str(exc) if exc.permanent else f"gave up after {MAX_AGE.days} days of retries: {exc}"
-            await asyncio.to_thread(self._store.mark_failed, row.id, why)
+            await self._record(row.id, functools.partial(self._store.mark_failed, row.id, why))
             log.error("outbox %s failed permanently: %s", row.id, why)
             await asyncio.to_thread(self._notify_owner, row, why)
             return "failed"
         delay = retry_delay(row.attempts, self._settings.smtp.retry_base, self._settings.smtp.retry_cap)
-        await asyncio.to_thread(self._store.mark_retry, row.id, now + timedelta(seconds=delay), str(exc))
+        retry = functools.partial(self._store.mark_retry, row.id, now + timedelta(seconds=delay), str(exc))
+        await self._record(row.id, retry)
         log.warning("outbox %s: %s; retry in %.0f s", row.id, exc, delay)
         return "retry"
+
+    async def _record(self, outgoing_id: str, write: Callable[[], None]) -> None:
+        """Write an attempt's outcome; when the store refuses, keep it for the next flush and raise."""
+        try:
+            await asyncio.to_thread(write)
+        except StoreError:
+            self._unrecorded[outgoing_id] = write
+            raise
+
+    async def _record_pending(self) -> None:
+        """Outcomes an earlier flush could not write, written now (StoreError again while the store still refuses)."""
+        for outgoing_id, write in list(self._unrecorded.items()):
+            try:
+                await asyncio.to_thread(write)
+            except StoreError:
+                state = (await asyncio.to_thread(self._store.get_outgoing, outgoing_id)).state
+                if state == "sending":
+                    raise
+            del self._unrecorded[outgoing_id]
+            log.warning("outbox %s: recorded the outcome of an attempt the store had refused", outgoing_id)
 
     def _notify_owner(self, row: Outgoing, why: str) -> None:
         """Queue one notice to the owner about a mail that could not be delivered (never about a notice)."""

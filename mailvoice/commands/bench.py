@@ -7,6 +7,8 @@ import dataclasses
 import json
 from typing import Any
 
+from rich.markup import escape
+
 from mailvoice.commands import err_console, settings_from
 
 
@@ -34,13 +36,19 @@ def _figures(what: str, args: argparse.Namespace) -> list[Any]:
         from mailvoice.scale.bench import bench_scale
 
         return [bench_scale(settings)]
+    if getattr(args, "sockets", 0) > 0:
+        from mailvoice.dictation.loadbench import bench_sockets
+
+        result, failures = bench_sockets(settings, args.sockets, args.seconds, config=getattr(args, "config", None))
+        for why in sorted(set(failures)):
+            err_console().print(f"unclean session ({failures.count(why)}x): {escape(why)}")
+        return [result]
     from mailvoice.dictation.bench import bench_dictation
 
     return [bench_dictation(settings, args.seconds)]
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.markup import escape
     from rich.table import Table
 
     with err_console().status(f"running the {args.what} benchmark"):

@@ -185,8 +185,14 @@ class _Node:
     """Path of the message this node belongs to ("" for the outer mail)."""
 
 
+_CTYPE = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+")
+"""type/subtype as RFC 2045 tokens: what stays of a Content-Type value (a bare CR, a quote...) ends there."""
+
+
 def _content_type(msg: Message) -> str:
-    return _safe(lambda: msg.get_content_type().lower(), "text/plain")
+    value = _safe(lambda: msg.get_content_type().lower(), "text/plain")
+    token = _CTYPE.match(value)
+    return token.group(0) if token else "text/plain"
 
 
 def _payload(msg: Message) -> tuple[bytes, tuple[str, ...]]:

@@ -136,7 +136,9 @@ class Db:
             raise
         except SQLAlchemyError as exc:
             cause = getattr(exc, "orig", None) or exc
-            raise StoreError(f"store {self.where}: write failed ({cause}); nothing was recorded") from exc
+            raise StoreError(
+                f"store {self.where}: write failed ({cause}); nothing was recorded{_hint(str(cause))}"
+            ) from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -146,6 +148,16 @@ class Db:
                 yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"store {self.where}: read failed: {exc}") from exc
+
+
+def _hint(cause: str) -> str:
+    """What to do about the two write failures an operator can fix (SQLite's wording; PostgreSQL's is similar)."""
+    low = cause.lower()
+    if "locked" in low or "busy" in low:
+        return f"; another process holds the write lock (waited {BUSY_TIMEOUT_S:g} s): the item is retried later"
+    if "disk is full" in low or "no space" in low:
+        return "; free space on the disk that holds the store: the item is retried later"
+    return ""
 
 
 _HEX = frozenset("0123456789abcdef")
