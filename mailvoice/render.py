@@ -123,30 +123,37 @@ def build_voicemail_mail(
     templates_dir: Path | None = None,
 ) -> EmailMessage:
     """The transcript mail, threaded as a reply to the voicemail; every untrusted string is cleaned for headers."""
+    from mailvoice.engines.language import language_name, other_language_notice
+
     t = vm.transcript
     words = "(no speech)" if t.no_speech else first_words(t.text)
+    notes = vm.notes
+    other = ""
+    if t.other_language:
+        other = other_language_notice(t.other_language, whole=not t.text, audio_attached=vm.audio is not None)
+        words = words or f"({other.partition(' (')[0]})"
+        notes = notes if not t.text else (other, *notes)
     common = {
         "caller": vm.caller,
         "duration": format_duration(t.duration),
         "received": vm.received,
-        "language": t.language,
+        "language": language_name(t.language),
         "original_subject": vm.original_subject,
         "first_words": words,
     }
     subject = render("voicemail.subject", common, templates_dir)
-    text_notes = "".join(f"Note: {n}\n\n" for n in vm.notes)
-    plain = render(
-        "voicemail.txt",
-        {**common, "transcript": marked_text(t, uncertain_below, as_html=False), "notes": text_notes},
-        templates_dir,
+    text_notes = "".join(f"Note: {n}\n\n" for n in notes)
+    plain_text = f"({other})" if other and not t.text else marked_text(t, uncertain_below, as_html=False)
+    rich_text = (
+        f"<em>({html.escape(other)})</em>" if other and not t.text else marked_text(t, uncertain_below, as_html=True)
     )
+    if t.translation:
+        plain_text += f"\n\nEnglish translation:\n{t.translation}"
+        rich_text += f"<p><strong>English translation:</strong><br>{html.escape(t.translation)}</p>"
+    plain = render("voicemail.txt", {**common, "transcript": plain_text, "notes": text_notes}, templates_dir)
     esc = {k: html.escape(v) for k, v in common.items()}
-    html_notes = "".join(f"<p><em>Note: {html.escape(n)}</em></p>\n" for n in vm.notes)
-    rich = render(
-        "voicemail.html",
-        {**esc, "transcript": marked_text(t, uncertain_below, as_html=True), "notes": html_notes},
-        templates_dir,
-    )
+    html_notes = "".join(f"<p><em>Note: {html.escape(n)}</em></p>\n" for n in notes)
+    rich = render("voicemail.html", {**esc, "transcript": rich_text, "notes": html_notes}, templates_dir)
 
     msg = auto_mail(
         "transcript",

@@ -8,6 +8,7 @@ bounded in length and checked for repeats (see shared/guides/streaming.md for th
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def echoes(words: tuple[str, ...] | list[str], n: int = 4) -> bool:
 def repeated_sentence(text: str) -> bool:
     """True when a sentence comes twice in a row ("Period. Period."): a short window restarting itself."""
     sentences = [" ".join(_norm([s])) for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
-    return any(a and a == b for a, b in zip(sentences, sentences[1:], strict=False))
+    return any(a and a == b for a, b in itertools.pairwise(sentences))
 
 
 class WindowDecoder:
