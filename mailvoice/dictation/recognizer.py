@@ -159,7 +159,10 @@ class StreamingRecognizer:
     def _final_text(self, start: int, end: int, beam: int) -> tuple[Hypothesis, float]:
         t0 = time.perf_counter()
         hyp = self._decoder.decode_final(
-            self._window_audio(start, end), beam_size=beam, min_seconds=self.settings.min_window_s, context=self._context()
+            self._window_audio(start, end),
+            beam_size=beam,
+            min_seconds=self.settings.min_window_s,
+            context=self._context(),
         )
         return hyp, time.perf_counter() - t0
 
