@@ -32,6 +32,7 @@ _COMMANDS: dict[str, str] = {
     "reply": "send",
     "worker": "worker",
     "scheduler": "scheduler",
+    "models": "modelscmd",
 }
 
 
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_parser("rotate", help="make a new key active and re-seal every record under it")
 
     sub.add_parser("doctor", help="check models, key, config, servers and the interpreter's security fixes")
+
+    s = sub.add_parser("models", help="installed and installable models, with their figures measured here")
+    s.add_argument("--json", action="store_true", help="one JSON object per model per line")
 
     s = sub.add_parser("transcribe", help="transcribe audio files offline")
     s.add_argument("files", nargs="+", metavar="FILE")
@@ -145,8 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--yes", action="store_true")
 
     s = sub.add_parser("bench", help="benchmarks: speed and memory as ratios against a baseline in the same process")
-    s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale"])
+    s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale", "quality"])
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--data", metavar="DIR", help="quality/dictation: a folder of recordings with manifest.json (tests/data/real)"
+    )
     s.add_argument("--seconds", type=float, default=30.0, help="length of the benchmark speech (asr/tts)")
     return p
 

@@ -34,9 +34,16 @@ def _figures(what: str, args: argparse.Namespace) -> list[Any]:
         from mailvoice.scale.bench import bench_scale
 
         return [bench_scale(settings)]
+    from pathlib import Path
+
+    data = Path(args.data) if getattr(args, "data", None) else None
+    if what == "quality":
+        from mailvoice.quality import bench_quality
+
+        return [bench_quality(settings, data)]
     from mailvoice.dictation.bench import bench_dictation
 
-    return [bench_dictation(settings, args.seconds)]
+    return [bench_dictation(settings, args.seconds, data)]
 
 
 def run(args: argparse.Namespace) -> int:
