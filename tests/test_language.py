@@ -168,3 +168,11 @@ def test_transcript_mail_names_the_language_and_the_fix() -> None:
         )
     )
     assert "Guten Tag." in body3 and "English translation:" in body3 and "Good day." in body3
+
+
+def test_voice_for_language() -> None:
+    from mailvoice.engines import voice_for_language
+
+    assert voice_for_language("en", "joe") == ("joe", "")
+    voice, note = voice_for_language("de", "joe")
+    assert voice == "joe" and "no German voice is installed" in note
