@@ -102,3 +102,16 @@ def test_spoken_command_after_a_sentence_adds_no_words(pipeline: Pipeline) -> No
     assert len(finals) == 2, finals
     assert _norm(finals[1]) == "period", finals
     assert not any(stock_or_loop(t) for t in finals)
+
+
+def test_long_silence_ends_a_held_utterance_even_when_audio_comes_in_one_lump(pipeline: Pipeline) -> None:
+    # A loaded machine hands the recognizer seconds of audio at once: a short utterance (held, it may be a fragment)
+    # then a silence longer than the hold and the next recording must still be two utterances, not one.
+    first, second = real_clip("cards-003.wav").samples, real_clip("horizon-right.wav").samples
+    gap = silence(pipeline.stream.hold_s + 0.8)
+    rec = pipeline.recognizer()
+    lump = np.concatenate([first, gap, second, silence(1.0)])
+    events = [*rec.feed(lump), *rec.flush()]  # called from this thread: no other stream uses the model now
+    finals = [e.text for e in events if isinstance(e, Final) and e.text]
+    assert len(finals) == 2, finals
+    assert "horizon" in finals[1].lower() and "horizon" not in finals[0].lower(), finals

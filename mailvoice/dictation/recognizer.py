@@ -280,6 +280,10 @@ class StreamingRecognizer:
         self._total += len(samples)
         events: list[Event] = []
         for kind, at in self._vad.feed(samples):
+            held = self._held
+            if kind == "start" and held is not None and at - held[0] >= round(self.settings.hold_s * SR):
+                # the silence was long enough to end the utterance (several VAD events came in one feed)
+                events.append(self._emit(held[1], held[2], held[0], held[0] + round(self.settings.hold_s * SR)))
             if kind == "start" and self._held is not None:
                 self._held = None  # the sentence goes on after its pause: same utterance, same window
                 self._speculative = None
