@@ -35,6 +35,9 @@ UNSURE_LOGPROB = -0.5
 NEIGHBOUR_WORD_PROB = 0.8
 """A segment next to one in another language needs only to average below this to count as the same speech."""
 LID_MIN_PROB = 0.5
+SURE_WORD_PROB = 0.9
+"""Above this (and SURE_LOGPROB) the English model is sure of every segment: no language-ID pass is run."""
+SURE_LOGPROB = -0.4
 SR = 16_000
 _TABLE = (
     "en:English zh:Chinese de:German es:Spanish ru:Russian ko:Korean fr:French ja:Japanese pt:Portuguese "
@@ -174,7 +177,8 @@ def english_only_check(
     if not segments:
         return segments, ""
     flags = unsure_segments(segments)
-    if lid is not None:
+    sure = all(_mean_word_prob(s) >= SURE_WORD_PROB and s.avg_logprob >= SURE_LOGPROB for s in segments)
+    if lid is not None and not sure:  # the language-ID pass costs a second model: only when in doubt
         whole = lid.detect(speech_of(samples, segments))
         if whole.language != "en" and whole.probability >= LID_MIN_PROB:
             return [], whole.language
