@@ -115,3 +115,13 @@ def test_long_silence_ends_a_held_utterance_even_when_audio_comes_in_one_lump(pi
     finals = [e.text for e in events if isinstance(e, Final) and e.text]
     assert len(finals) == 2, finals
     assert "horizon" in finals[1].lower() and "horizon" not in finals[0].lower(), finals
+
+
+def test_a_repeated_sentence_is_kept_once() -> None:
+    from mailvoice.dictation.recognizer import dedupe_sentences
+
+    assert dedupe_sentences("The horizon seems distant. The horizon seems distant.") == "The horizon seems distant."
+    assert dedupe_sentences("We must go now.", "Hi. We must go now.") == ""
+    assert dedupe_sentences("New paragraph.", "Dear Bob. New paragraph.") == "New paragraph."
+    assert dedupe_sentences("No. No, I said no.") == "No. No, I said no."
+    assert dedupe_sentences("See you soon.", "Dear Bob.") == "See you soon."

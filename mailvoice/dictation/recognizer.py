@@ -85,6 +85,25 @@ def _is_filler(text: str) -> bool:
     return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split()) in HALLUCINATIONS
 
 
+def _sentence_key(sentence: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", sentence.lower()).split())
+
+
+def dedupe_sentences(text: str, before: str = "") -> str:
+    """The text without a sentence that repeats the one just before it (in the text, or the end of ``before``):
+    how a decoder restarts a window it already transcribed ("The horizon seems distant. The horizon ..."). Short
+    sentences may repeat: "No. No." is speech, and so is a command said twice ("New paragraph.")."""
+    sentences = [s for s in re.split(r"(?<=[.!?…])\s+", text.strip()) if s]
+    previous = re.split(r"(?<=[.!?…])\s+", before.strip())[-1] if before.strip() else ""
+    kept: list[str] = []
+    for sentence in sentences:
+        key = _sentence_key(sentence)
+        if len(key.split()) >= 3 and key == _sentence_key(kept[-1] if kept else previous):
+            continue
+        kept.append(sentence)
+    return " ".join(kept)
+
+
 def ends_sentence(text: str) -> bool:
     """True when the text closes a sentence (Whisper puts the full stop where the speaker finished)."""
     return bool(_SENTENCE_END.search(text.strip()))
@@ -194,7 +213,7 @@ class StreamingRecognizer:
 
     def _emit(self, hyp: Hypothesis, cost: float, speech_end: int, endpoint: int) -> Final:
         parts = [*self._done_parts, self._usable(hyp)]
-        text = " ".join(p for p in parts if p)
+        text = dedupe_sentences(" ".join(p for p in parts if p), " ".join(self._said))
         final = Final(self.utterance, text, speech_end / SR, endpoint / SR, cost)
         self._said = [*self._said, *text.split()][-max(0, self.settings.context_words) :]
         self._active = False
