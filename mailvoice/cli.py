@@ -34,6 +34,7 @@ _COMMANDS: dict[str, str] = {
     "demo": "demo",
     "wyoming": "wyoming",
     "matrix": "matrix",
+    "models": "modelscmd",
 }
 
 # An optional dependency's top-level module -> the extra that installs it (a missing one exits 2 with the pip line).
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("doctor", help="check config, key, store, models, and log in to the mail servers")
     s.add_argument("--json", action="store_true", help="the checks as one JSON object on stdout")
+
+    s = sub.add_parser("models", help="installed and installable models, with their figures measured here")
+    s.add_argument("--json", action="store_true", help="one JSON object per model per line")
 
     s = sub.add_parser("transcribe", help="transcribe audio files offline")
     s.add_argument("files", nargs="+", metavar="FILE")
@@ -230,8 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--account", metavar="NAME", help="one [[matrix]] account (default: all)")
 
     s = sub.add_parser("bench", help="benchmarks: speed and memory as ratios against a baseline in the same process")
-    s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale"])
+    s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale", "quality"])
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--data", metavar="DIR", help="quality/dictation: a folder of recordings with manifest.json (tests/data/real)"
+    )
     s.add_argument("--seconds", type=float, default=30.0, help="length of the benchmark speech (asr/tts)")
     s.add_argument(
         "--sockets", type=int, default=0, metavar="N", help="dictation: N browser sockets at once against `serve`"

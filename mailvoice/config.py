@@ -119,6 +119,10 @@ class AsrSettings:
     no_speech_threshold: float = 0.6
     """A segment whose no_speech_prob is above this and whose avg_logprob is below logprob_threshold is dropped."""
     logprob_threshold: float = -1.0
+    languages: tuple[str, ...] = ()
+    """With a multilingual model: the languages detection may pick (ISO 639-1 codes); empty = any."""
+    translate: bool = False
+    """With a multilingual model: add an English translation below a transcript in another language."""
 
 
 @dataclass(frozen=True)

@@ -150,28 +150,43 @@ def build_voicemail_mail(
     subject_style: str = "thread",
 ) -> EmailMessage:
     """The transcript mail, threaded as a reply to the voicemail; every untrusted string is cleaned for headers."""
+    from mailvoice.engines.language import language_name, other_language_notice
+
     t = vm.transcript
     words = "(no speech)" if t.no_speech else first_words(t.text)
+    notes = vm.notes
+    other = ""
+    if t.other_language:
+        other = other_language_notice(t.other_language, whole=not t.text, audio_attached=vm.audio is not None)
+        words = words or f"({other.partition(' (')[0]})"
+        notes = notes if not t.text else (other, *notes)
     common = {
         "caller": vm.caller,
         "duration": format_duration(t.duration + sum(more.duration for _, more in vm.more)),
         "received": vm.received,
-        "language": t.language,
+        "language": language_name(t.language),
         "original_subject": vm.original_subject,
         "first_words": words,
     }
     subject = voicemail_subject(vm, common, subject_style, templates_dir)
-    text_notes = "".join(f"Note: {n}\n\n" for n in vm.notes)
-    plain_text = marked_text(t, uncertain_below, as_html=False) + "".join(
+    text_notes = "".join(f"Note: {n}\n\n" for n in notes)
+    plain_text = f"({other})" if other and not t.text else marked_text(t, uncertain_below, as_html=False)
+    rich_text = (
+        f"<em>({html.escape(other)})</em>" if other and not t.text else marked_text(t, uncertain_below, as_html=True)
+    )
+    if t.translation:
+        plain_text += f"\n\nEnglish translation:\n{t.translation}"
+        rich_text += f"<p><strong>English translation:</strong><br>{html.escape(t.translation)}</p>"
+    plain_text += "".join(
         f"\n\n--- {label} ---\n{marked_text(more, uncertain_below, as_html=False)}" for label, more in vm.more
     )
-    plain = render("voicemail.txt", {**common, "transcript": plain_text, "notes": text_notes}, templates_dir)
-    esc = {k: html.escape(v) for k, v in common.items()}
-    html_notes = "".join(f"<p><em>Note: {html.escape(n)}</em></p>\n" for n in vm.notes)
-    rich_text = marked_text(t, uncertain_below, as_html=True) + "".join(
+    rich_text += "".join(
         f"<h3>{html.escape(label)}</h3>\n<p>{marked_text(more, uncertain_below, as_html=True)}</p>"
         for label, more in vm.more
     )
+    plain = render("voicemail.txt", {**common, "transcript": plain_text, "notes": text_notes}, templates_dir)
+    esc = {k: html.escape(v) for k, v in common.items()}
+    html_notes = "".join(f"<p><em>Note: {html.escape(n)}</em></p>\n" for n in notes)
     rich = render("voicemail.html", {**esc, "transcript": rich_text, "notes": html_notes}, templates_dir)
 
     msg = auto_mail(

@@ -65,6 +65,11 @@ class Transcript:
     no_speech: bool = False
     """True when the audio holds no speech (silence, hang-up, noise): text is then empty."""
     language_probability: float = 1.0
+    translation: str = ""
+    """English translation (asr.translate with a multilingual model); empty when not asked or already English."""
+    other_language: str = ""
+    """Speech the model cannot transcribe (an English-only model hearing another language) was left out of text:
+    its ISO 639-1 code when a language-ID pass named it, "und" when not."""
 
     @property
     def words(self) -> tuple[Word, ...]:
@@ -79,6 +84,8 @@ class Transcript:
             "language_probability": round(self.language_probability, 4),
             "duration": round(self.duration, 3),
             "no_speech": self.no_speech,
+            "translation": self.translation,
+            "other_language": self.other_language,
             "segments": [
                 {
                     "start": round(s.start, 3),

@@ -43,9 +43,16 @@ def _figures(what: str, args: argparse.Namespace) -> list[Any]:
         for why in sorted(set(failures)):
             err_console().print(f"unclean session ({failures.count(why)}x): {escape(why)}")
         return [result]
+    from pathlib import Path
+
+    data = Path(args.data) if getattr(args, "data", None) else None
+    if what == "quality":
+        from mailvoice.quality import bench_quality
+
+        return [bench_quality(settings, data)]
     from mailvoice.dictation.bench import bench_dictation
 
-    return [bench_dictation(settings, args.seconds)]
+    return [bench_dictation(settings, args.seconds, data)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ bounded in length and checked for repeats (see shared/guides/streaming.md for th
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ MAX_WORDS_PER_S = 6.0
 _NO_SPEECH = 0.6
 _WEAK_LOGPROB = -1.0
 _WORD = re.compile(r"[\w']+")
+CONTEXT_TOKENS = 120
+"""Most prompt tokens of earlier text (the configured prompt, then what was already dictated) a decode sees."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class Hypothesis:
     """Whisper's own no-speech score says silence, and the text scores weakly."""
     seconds: float
     """Length of the audio decoded (before padding)."""
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
 
 
 def _norm(words: tuple[str, ...] | list[str]) -> list[str]:
@@ -81,6 +86,12 @@ def echoes(words: tuple[str, ...] | list[str], n: int = 4) -> bool:
     return False
 
 
+def repeated_sentence(text: str) -> bool:
+    """True when a sentence comes twice in a row ("Period. Period."): a short window restarting itself."""
+    sentences = [" ".join(_norm([s])) for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+    return any(a and a == b for a, b in itertools.pairwise(sentences))
+
+
 class WindowDecoder:
     """Decodes windows of 16 kHz audio with the model a WhisperEngine loaded; call it from the model's thread."""
 
@@ -98,8 +109,10 @@ class WindowDecoder:
         prompt = engine.settings.initial_prompt.strip()
         self._prev = self._tok.encode(" " + prompt)[-100:] if prompt else []
 
-    def _prompt(self) -> list[int]:
-        head = [self._tok.sot_prev, *self._prev] if self._prev else []
+    def _prompt(self, context: str = "") -> list[int]:
+        prev = [*self._prev, *self._tok.encode(" " + context.strip())] if context.strip() else self._prev
+        prev = prev[-CONTEXT_TOKENS:]
+        head = [self._tok.sot_prev, *prev] if prev else []
         return [*head, *self._tok.sot_sequence, self._tok.no_timestamps]
 
     def _features_for(self, audio: npt.NDArray[np.float32], min_seconds: float) -> Any:
@@ -114,13 +127,18 @@ class WindowDecoder:
         feats = np.ascontiguousarray(feats[:, : min(frames, 3000)], dtype=np.float32)[None]
         return ctranslate2.StorageView.from_array(feats)
 
-    def decode(self, audio: npt.NDArray[np.float32], *, beam_size: int = 1, min_seconds: float = 0.0) -> Hypothesis:
-        """One hypothesis for the window; never raises on a loop, reports it in ``looped``."""
+    def decode(
+        self, audio: npt.NDArray[np.float32], *, beam_size: int = 1, min_seconds: float = 0.0, context: str = ""
+    ) -> Hypothesis:
+        """One hypothesis for the window; never raises on a loop, reports it in ``looped``.
+
+        ``context`` is text said just before this audio (the dictation so far): it goes into the prompt, so a pause
+        inside a sentence does not make the decoder start a new one from nothing."""
         seconds = len(audio) / ASR_SAMPLE_RATE
         if seconds > MAX_WINDOW_S:
             audio = audio[-round(MAX_WINDOW_S * ASR_SAMPLE_RATE) :]
             seconds = MAX_WINDOW_S
-        prompt = self._prompt()
+        prompt = self._prompt(context)
         budget = int(TOKENS_PER_S * max(seconds, 1.0)) + 10
         max_length = min(len(prompt) + budget, 448)
         try:
@@ -147,14 +165,24 @@ class WindowDecoder:
         score = float(result.scores[0]) if result.scores else 0.0
         avg_logprob = score * len(tokens) / (len(tokens) + 1) if tokens else score
         no_speech = float(result.no_speech_prob) > _NO_SPEECH and avg_logprob < _WEAK_LOGPROB
-        return Hypothesis(text=text, words=words, looped=looped, no_speech=no_speech or not words, seconds=seconds)
+        return Hypothesis(
+            text=text,
+            words=words,
+            looped=looped,
+            no_speech=no_speech or not words,
+            seconds=seconds,
+            avg_logprob=avg_logprob,
+            no_speech_prob=float(result.no_speech_prob),
+        )
 
-    def decode_final(self, audio: npt.NDArray[np.float32], *, beam_size: int) -> Hypothesis:
+    def decode_final(
+        self, audio: npt.NDArray[np.float32], *, beam_size: int, min_seconds: float = 0.0, context: str = ""
+    ) -> Hypothesis:
         """The utterance's final text: a looping or self-echoing result is decoded again over at least 15 s."""
-        hyp = self.decode(audio, beam_size=beam_size)
-        if hyp.looped or echoes(hyp.words):
+        hyp = self.decode(audio, beam_size=beam_size, min_seconds=min_seconds, context=context)
+        if hyp.looped or echoes(hyp.words) or repeated_sentence(hyp.text):
             log.debug("final over %.1f s looped; decoding again with a %.0f s floor", hyp.seconds, LOOP_RETRY_MIN_S)
-            retry = self.decode(audio, beam_size=beam_size, min_seconds=LOOP_RETRY_MIN_S)
+            retry = self.decode(audio, beam_size=beam_size, min_seconds=LOOP_RETRY_MIN_S, context=context)
             if not retry.looped or hyp.looped:
                 return retry
         return hyp

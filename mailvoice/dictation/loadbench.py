@@ -88,11 +88,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_server(config: str | None, port: int, token: str) -> subprocess.Popen[bytes]:
+def _start_server(config: str | None, port: int, token: str, sockets: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "mailvoice", *(["--config", config] if config else []), "serve"]
     env = {**os.environ, "MAILVOICE_WEB_TOKEN": token}
+    # every bench client comes from 127.0.0.1: raise the per-address cap (and the total) to the sockets asked for
+    caps = ["--max-connections", str(max(100, sockets + 8)), "--max-per-client", str(sockets + 8)]
     proc = subprocess.Popen(
-        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
+        [*cmd, "--host", "127.0.0.1", "--port", str(port), *caps],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -168,7 +170,7 @@ def bench_sockets(
     samples, _ = _speech(settings, seconds)
     pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     port, token = _free_port(), secrets.token_urlsafe(24)
-    server = _start_server(config, port, token)
+    server = _start_server(config, port, token, sockets)
     url, origin = f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}"
     try:
         warm = asyncio.run(_session(url, origin, token, pcm, SESSION_LIMIT_S))  # the model's first calls allocate

@@ -25,8 +25,8 @@ VadEvent = Literal["start", "end"]
 class VadSettings:
     """When speech starts and when an utterance is over."""
 
-    silence_s: float = 0.6
-    """Silence after speech that ends the utterance (the endpoint)."""
+    silence_s: float = 0.9
+    """Silence after speech that ends the utterance (the endpoint). People pause 0.5-0.8 s inside a sentence."""
     threshold: float = 0.5
     """Speech probability above which a frame is speech."""
     min_speech_s: float = 0.1
@@ -54,6 +54,8 @@ class Endpointer:
         self.speech_start = 0
         self.last_speech_end = 0
         """Sample index where the latest speech frame ended."""
+        self.pauses: list[tuple[int, int]] = []
+        """(start, end) samples of recent silences between speech frames (the newest 64)."""
         self.probabilities: list[float] = []
         """Per-frame speech probability of the current utterance (for finding pauses inside it)."""
 
@@ -91,6 +93,8 @@ class Endpointer:
             if self.in_speech:
                 self.probabilities.append(float(p))
             if p >= s.threshold:
+                if self._silence_run and self.last_speech_end:
+                    self.pauses = [*self.pauses[-63:], (self.last_speech_end, self.position - FRAME)]
                 self._speech_run += 1
                 self._silence_run = 0
                 self.last_speech_end = self.position

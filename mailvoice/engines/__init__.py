@@ -54,3 +54,21 @@ def load_tts(settings: TtsSettings, general: GeneralSettings) -> TtsEngine:
     """Build the configured TTS engine (loads its voice: slow, call it once)."""
     engine: TtsEngine = _engine_class("tts", settings.engine, TTS_ENGINES)(settings, general)
     return engine
+
+
+def voice_for_language(language: str, configured: str) -> tuple[str, str]:
+    """(voice name, note) for speaking text in ``language`` (ISO 639-1): an installed manifest voice for that
+    language, the configured voice when it already fits; otherwise the configured voice and a note saying so."""
+    from mailvoice.engines.language import language_name
+    from mailvoice.models import is_installed, load_manifest
+
+    lang = language.lower().split("-")[0]
+    voices = [e for e in load_manifest() if e.kind == "tts"]
+    fits = [e for e in voices if e.language.lower().split("-")[0] == lang]
+    if any(e.name == configured for e in fits) or not lang:
+        return configured, ""
+    installed = [e for e in fits if is_installed(e)]
+    if installed:
+        return installed[0].name, ""
+    hint = f": pip install {' '.join(fits[0].packages)}" if fits else ""
+    return configured, f"no {language_name(lang)} voice is installed{hint}; reading with the {configured!r} voice"

@@ -66,6 +66,8 @@ class DecodeOptions:
     hotwords: str | None
     no_speech_threshold: float
     log_prob_threshold: float
+    multilingual: bool = False
+    """Detect the language per 30 s window (a multilingual model with no language fixed): mixed voicemails."""
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for WhisperModel.transcribe."""
@@ -79,6 +81,7 @@ class DecodeOptions:
             "no_speech_threshold": self.no_speech_threshold,
             "log_prob_threshold": self.log_prob_threshold,
             "condition_on_previous_text": False,
+            "multilingual": self.multilingual,
         }
 
 
@@ -96,6 +99,7 @@ class WhisperEngine:
 
         ref = resolve_whisper(settings.model, general)
         self.settings = settings
+        self.general = general
         self.model_ref = ref
         self.threads = settings.threads or os.cpu_count() or 1
         download_root = str(general.data_dir / "models" / "hub") if ref.source == "hub" else None
@@ -128,7 +132,9 @@ class WhisperEngine:
             hotwords=settings.hotwords or None,
             no_speech_threshold=settings.no_speech_threshold,
             log_prob_threshold=settings.logprob_threshold,
+            multilingual=multilingual and language is None and not settings.languages,
         )
+        self.multilingual = multilingual
         log.info("loaded ASR model %s (%s) with %d threads", settings.model, ref.source, self.threads)
 
     def speech_seconds(self, clip: AudioClip) -> float:
@@ -152,12 +158,18 @@ class WhisperEngine:
         if self.options.vad_filter and self.speech_seconds(clip) < _MIN_SPEECH_S:
             log.debug("%s: VAD found no speech in %.1f s", clip.name, clip.duration)
             return empty
+        from mailvoice.engines import language
+
         try:
-            raw_segments, info = self.model.transcribe(clip.samples, **self.options.kwargs())
+            kwargs = {**self.options.kwargs(), **language.forced_language(self, clip.samples)}
+            raw_segments, info = self.model.transcribe(clip.samples, **kwargs)
             segments = [self._segment(s) for s in raw_segments]  # inference happens while iterating
         except (RuntimeError, ValueError) as exc:
             raise TranscriptionError(f"{clip.name or 'audio'}: transcription failed ({exc})") from exc
         kept = self._filter(segments)
+        checked = language.check(self, clip, kept, str(info.language or fallback_language))
+        if checked is not None:
+            return checked
         text = " ".join(s.text for s in kept).strip()
         if not text:
             return Transcript(

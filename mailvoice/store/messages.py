@@ -53,6 +53,8 @@ def _transcript(doc: dict[str, Any]) -> Transcript:
         segments=segments,
         no_speech=doc["no_speech"],
         language_probability=doc["language_probability"],
+        translation=doc.get("translation", ""),
+        other_language=doc.get("other_language", ""),
     )
 
 
