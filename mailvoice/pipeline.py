@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -75,6 +75,9 @@ class _Work:
     """Quarantine id when `mailvoice quarantine retry` re-runs a parked item."""
     work_id: str | None = None
     """Work item id when a scaled-out worker processes an item the poller queued (mailvoice.scale)."""
+    batched: bool = False
+    """In a `process_many` batch: the ledger was asked for the whole batch at once, and a text record is checked
+    against the ledger (place and content) inside the batch's commit instead of on its own."""
 
 
 _OWN = re.compile(rb"^x-mailvoice:[ \t]*(transcript|notice|summary|voice)", re.IGNORECASE | re.MULTILINE)
@@ -116,17 +119,72 @@ class Pipeline:
             return self._quarantine(work, q.reason)
         raise AssertionError("commit stage always ends the pipeline")  # pragma: no cover
 
+    def process_many(
+        self, items: Sequence[SourceItem], ctx: Context, stop: Callable[[], bool] | None = None
+    ) -> Iterator[tuple[SourceItem, Result]]:
+        """Each item's outcome, in order, once durably committed; text records share one store transaction.
+
+        A text record (no audio) waits after `compose` and is committed with the others in one transaction when a
+        voicemail comes, at the end, or when ``stop()`` turns true (checked before each item; the rest is left for
+        the next run). A result is yielded only after its commit, so the caller acknowledges only what is stored.
+        """
+        pending: list[_Work] = []
+        known = self._known_uids(items)
+
+        def flush() -> Iterator[tuple[SourceItem, Result]]:
+            if not pending:
+                return
+            outcomes = self._store.record_processed_many([(self._ref(w), w.messages, w.outgoing) for w in pending])
+            crashpoint("stored")
+            for w, outcome in zip(pending, outcomes, strict=True):
+                if outcome == "duplicate":
+                    yield w.item, Result("duplicate", "recorded by an earlier or concurrent run")
+                else:
+                    yield w.item, Result("text", "; ".join(w.failures), tuple(m.id for m in w.messages))
+            pending.clear()
+
+        for item in items:
+            if stop is not None and stop():
+                break
+            work = _Work(item=item, ctx=ctx, batched=True)
+            if item.ref.uid is not None and item.ref.uid in known:
+                yield item, Result("duplicate", "already in the ledger")
+                continue
+            try:
+                for stage in STAGES[:-1]:
+                    getattr(self, f"_stage_{stage}")(work)
+                if not work.parts and not work.outgoing:
+                    pending.append(work)
+                    continue
+                yield from flush()
+                self._stage_commit(work)
+            except _Done as done:
+                yield item, done.result
+            except Quarantine as q:
+                yield item, self._quarantine(work, q.reason)
+        yield from flush()
+
+    def _known_uids(self, items: Sequence[SourceItem]) -> frozenset[int]:
+        refs = [i.ref for i in items if i.ref.uid is not None]
+        if not refs or len({(r.account, r.folder, r.uidvalidity) for r in refs}) != 1:
+            return frozenset()
+        r = refs[0]
+        return self._store.seen_uids(r.account, r.folder, r.uidvalidity, [x.uid for x in refs if x.uid is not None])
+
     # -- stages ---------------------------------------------------------------------------------------------------
 
     def _stage_seen(self, w: _Work) -> None:
         r = w.item.ref
         if w.retry_of is not None or w.work_id is not None:
             return  # the ledger row exists already (quarantined, or 'queued' by the poller)
-        known = (
-            self._store.seen(r.account, r.folder, r.uidvalidity, r.uid)
-            if r.uid is not None
-            else self._store.seen_key(r.account, r.folder, r.key or "")
-        )
+        if w.batched and r.uid is not None:
+            known = False  # asked for the whole batch in process_many
+        else:
+            known = (
+                self._store.seen(r.account, r.folder, r.uidvalidity, r.uid)
+                if r.uid is not None
+                else self._store.seen_key(r.account, r.folder, r.key or "")
+            )
         if known:
             raise _Done(Result("duplicate", "already in the ledger"))
         if w.item.too_large:
@@ -157,7 +215,8 @@ class Pipeline:
         w.mid_hash = message_id_hash(w.parsed.message_id_normalized, w.item.raw)
         w.content_hash = content_hash([p.data for p in w.parts], w.item.raw)
         fresh = w.retry_of is None and w.work_id is None
-        if fresh and self._store.seen_content(w.ctx.account, w.mid_hash, w.content_hash):
+        in_batch_commit = w.batched and not w.parts  # record_processed_many checks the content in its transaction
+        if fresh and not in_batch_commit and self._store.seen_content(w.ctx.account, w.mid_hash, w.content_hash):
             # Same mail under another UID (renumbered, UIDVALIDITY changed): nothing is sent twice.
             raise _Done(Result("duplicate", "same Message-ID and content already processed"))
 

@@ -197,7 +197,8 @@ class Runner:
     def drain(self, source: MailSource, ctx: Context, stop: threading.Event | None = None) -> int:
         """Process everything new in one source; returns how many items were handled.
 
-        Each item is committed to the store on its own; the batch is then acknowledged at the source in one go
+        Each voicemail is committed to the store on its own, text records of a batch together (one transaction);
+        what is committed is then acknowledged at the source in one go
         (a crash in between re-fetches items the ledger already has: they are acknowledged, not redone).
         """
         handled = 0
@@ -207,21 +208,18 @@ class Runner:
                 break
             done = []
             try:
-                for item in items:
-                    if stop is not None and stop.is_set():
-                        break  # unacknowledged items come back next time: nothing lost
-                    try:
-                        result = self.pipeline.process(item, ctx)
-                    except MailvoiceError as exc:
-                        # e.g. the store is unreachable or the disk is full: acknowledge nothing more, retry later
-                        log.error("%s: not processed, will retry: %s", item.ref, exc)
+                try:
+                    for item, result in self.pipeline.process_many(items, ctx, stop.is_set if stop else None):
+                        done.append(item.ref)
                         with self._stats_lock:
-                            self.stats.errors += 1
-                        raise
-                    done.append(item.ref)
+                            self.stats.add(result)
+                        log.info("%s: %s %s", item.ref, result.status, result.detail)
+                except MailvoiceError as exc:
+                    # e.g. the store is unreachable or the disk is full: acknowledge nothing more, retry later
+                    log.error("%d item(s) of the batch not processed, will retry: %s", len(items) - len(done), exc)
                     with self._stats_lock:
-                        self.stats.add(result)
-                    log.info("%s: %s %s", item.ref, result.status, result.detail)
+                        self.stats.errors += 1
+                    raise
             finally:
                 if done:
                     source.acknowledge_many(done)

@@ -162,6 +162,31 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, Wor
         """One durable transaction: messages + outbox + ledger row, or nothing; "duplicate" if known."""
         return self._record_item(ref, "processed item", messages, outgoing, None)
 
+    def record_processed_many(
+        self, items: Sequence[tuple[SourceRef, Sequence[NewMessage], Sequence[NewOutgoing]]]
+    ) -> list[Outcome]:
+        """Like record_processed for each item, in one durable transaction (one commit, one fsync, for all).
+
+        Items are checked against the ledger in order inside the transaction, so a twin later in the batch is a
+        "duplicate". If the transaction fails on a constraint (a concurrent run), each item is recorded on its own.
+        """
+        if not items:
+            return []
+        outcomes: list[Outcome] = []
+        try:
+            with self._db.write() as conn:
+                for ref, messages, outgoing in items:
+                    if ledger_rows.known(conn, ref):
+                        outcomes.append("duplicate")
+                        continue
+                    self._insert(conn, messages, outgoing)
+                    message_id = messages[0].id if messages else None
+                    ledger_rows.insert(conn, ref, "done", message_id=message_id)
+                    outcomes.append("recorded")
+        except IntegrityError:
+            return [self.record_processed(ref, messages, outgoing) for ref, messages, outgoing in items]
+        return outcomes
+
     def record_quarantined(
         self, ref: SourceRef, reason: str, raw: bytes, outgoing: Sequence[NewOutgoing] = ()
     ) -> Outcome:

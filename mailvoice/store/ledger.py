@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -69,6 +71,19 @@ class LedgerQueries:
         )
         with self._db.read() as conn:
             return conn.execute(query).first() is not None
+
+    def seen_uids(self, account: str, folder: str, uidvalidity: int, uids: Sequence[int]) -> frozenset[int]:
+        """The UIDs among ``uids`` already done or quarantined: one query for a whole fetched batch."""
+        if not uids:
+            return frozenset()
+        query = select(ledger.c.uid).where(
+            ledger.c.account == account,
+            ledger.c.folder == folder,
+            ledger.c.uidvalidity == uidvalidity,
+            ledger.c.uid.in_(list(uids)),
+        )
+        with self._db.read() as conn:
+            return frozenset(int(u) for u in conn.execute(query).scalars())
 
     def seen_key(self, account: str, folder: str, key: str) -> bool:
         """True if this Maildir item was already done or quarantined."""
