@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks: speed and memory as ratios against a baseline in the same process")
     s.add_argument("what", choices=["asr", "tts", "mail", "dictation", "scale"])
     s.add_argument("--json", action="store_true")
-    s.add_argument("--seconds", type=float, default=30.0, help="length of the benchmark speech (asr/tts)")
+    s.add_argument("--seconds", type=float, default=30.0, help="length of the benchmark speech (tts/dictation)")
+    s.add_argument("--quick", action="store_true", help="asr: one or two clips per group (while developing)")
     return p
 
 
