@@ -175,14 +175,18 @@ class Store(LedgerQueries, MessageQueries, OutboxQueries, QuarantineQueries, Wor
         outcomes: list[Outcome] = []
         try:
             with self._db.write() as conn:
-                for ref, messages, outgoing in items:
-                    if ledger_rows.known(conn, ref):
-                        outcomes.append("duplicate")
-                        continue
-                    self._insert(conn, messages, outgoing)
-                    message_id = messages[0].id if messages else None
-                    ledger_rows.insert(conn, ref, "done", message_id=message_id)
-                    outcomes.append("recorded")
+                known = ledger_rows.known_many(conn, [ref for ref, _m, _o in items])
+                fresh = [item for item, seen in zip(items, known, strict=True) if not seen]
+                message_rows.insert_many(conn, self._db, [m for _r, messages, _o in fresh for m in messages])
+                for _ref, _messages, outgoing in fresh:
+                    self._insert(conn, (), outgoing)
+                if fresh:
+                    rows = [
+                        ledger_rows.row(ref, "done", message_id=messages[0].id if messages else None)
+                        for ref, messages, _o in fresh
+                    ]
+                    conn.execute(ledger.insert(), rows)
+                outcomes = ["duplicate" if seen else "recorded" for seen in known]
         except IntegrityError:
             return [self.record_processed(ref, messages, outgoing) for ref, messages, outgoing in items]
         return outcomes
