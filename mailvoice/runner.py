@@ -13,7 +13,6 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from mailvoice.engines.base import AsrEngine
     from mailvoice.mail.source import Cursor, MailSource
     from mailvoice.store import Store
-    from mailvoice.types import Transcript
+    from mailvoice.types import AudioClip, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +35,27 @@ BATCH = 50
 
 
 class Transcriber:
-    """Decode in the caller's thread, run the model in its own single worker thread (loaded on first use)."""
+    """Decode in the caller's thread, run the model in its own single worker thread (loaded on first use).
+
+    Voicemails that wait together (several sources, or scaled-out workers in one process) are transcribed as one
+    batch (the engine's transcribe_many: their windows share encoder and decoder calls); each caller still waits
+    for, and gets, only its own transcript.
+    """
 
     def __init__(self, settings: Settings, engine: AsrEngine | None = None) -> None:
+        from mailvoice.engines.executor import BatchingWorker
+
         self._settings = settings
         self._engine = engine
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self._worker: BatchingWorker[AudioClip, Transcript] = BatchingWorker("asr", self._run_many)
         self._load_lock = threading.Lock()
+
+    def _run_many(self, clips: list[AudioClip]) -> list[Transcript]:
+        engine = self._get_engine()
+        many = getattr(engine, "transcribe_many", None)
+        if many is not None and len(clips) > 1:
+            return list(many(clips))
+        return [engine.transcribe(c) for c in clips]
 
     def _get_engine(self) -> AsrEngine:
         with self._load_lock:
@@ -57,14 +70,14 @@ class Transcriber:
 
         clip = load_for_asr(data, name=name, settings=self._settings.audio)
         limit = 120.0 + 4.0 * clip.duration
-        future = self._pool.submit(lambda: self._get_engine().transcribe(clip))
+        future = self._worker.submit(clip)
         try:
             return future.result(timeout=limit)
         except FutureTimeout as exc:
             raise TranscriptionError(f"{name}: transcription took longer than {limit:.0f} s") from exc
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._worker.close()
 
 
 class StoreCursors:

@@ -94,3 +94,53 @@ def test_a_batch_of_clips_gives_each_clip_its_own_text() -> None:
     assert results[-1].no_speech and results[-1].text == ""
     alone = engine.transcribe(clips[0])
     assert _wer(real[picks[0]][1], alone.text) == _wer(real[picks[0]][1], results[0].text)
+
+
+def test_batching_worker_gives_each_caller_its_own_result_and_error() -> None:
+    import threading
+
+    from mailvoice.engines.executor import BatchingWorker
+
+    batches: list[list[int]] = []
+    gate = threading.Event()
+
+    def run_many(items: list[int]) -> list[int]:
+        gate.wait(5)
+        batches.append(items)
+        if 13 in items:
+            raise ValueError("unlucky")
+        return [i * 10 for i in items]
+
+    worker: BatchingWorker[int, int] = BatchingWorker("test", run_many)
+    futures = [worker.submit(i) for i in (1, 2, 13, 4)]  # queued while the first call waits: later ones batch
+    gate.set()
+    assert futures[0].result(5) == 10 and futures[1].result(5) == 20 and futures[3].result(5) == 40
+    with pytest.raises(ValueError, match="unlucky"):
+        futures[2].result(5)
+    assert any(len(b) > 1 for b in batches)  # several waiting items ran as one batch
+    worker.close()
+    with pytest.raises(RuntimeError):
+        worker.submit(5)
+
+
+@pytest.mark.slow
+def test_transcriber_batches_concurrent_voicemails() -> None:
+    """Two sources hand in voicemails at once: each gets its own transcript (real recordings through the runner's
+    Transcriber and the engine's batch path)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from speech import general
+
+    from mailvoice.config import Settings
+    from mailvoice.runner import Transcriber
+
+    transcriber = Transcriber(Settings(general=general()), whisper_engine())
+    files = {"wizard-left.wav": 5, "horizon-right.wav": 6, "new-home-in-the-stars.wav": 7}
+    real = _real()
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(lambda f: transcriber((REAL / f).read_bytes(), f), files))
+    finally:
+        transcriber.close()
+    for result, index in zip(results, files.values(), strict=True):
+        assert _wer(real[index][1], result.text) <= 0.2, result.text
