@@ -147,7 +147,8 @@ class Pipeline:
             if stop is not None and stop():
                 break
             work = _Work(item=item, ctx=ctx, batched=True)
-            if item.ref.uid is not None and item.ref.uid in known:
+            r = item.ref
+            if r.uid is not None and (r.account, r.folder, r.uidvalidity, r.uid) in known:
                 yield item, Result("duplicate", "already in the ledger")
                 continue
             try:
@@ -164,12 +165,17 @@ class Pipeline:
                 yield item, self._quarantine(work, q.reason)
         yield from flush()
 
-    def _known_uids(self, items: Sequence[SourceItem]) -> frozenset[int]:
-        refs = [i.ref for i in items if i.ref.uid is not None]
-        if not refs or len({(r.account, r.folder, r.uidvalidity) for r in refs}) != 1:
-            return frozenset()
-        r = refs[0]
-        return self._store.seen_uids(r.account, r.folder, r.uidvalidity, [x.uid for x in refs if x.uid is not None])
+    def _known_uids(self, items: Sequence[SourceItem]) -> set[tuple[str, str, int, int]]:
+        """(account, folder, uidvalidity, uid) of the batch's IMAP items the ledger has: one query per folder."""
+        groups: dict[tuple[str, str, int], list[int]] = {}
+        for i in items:
+            r = i.ref
+            if r.uid is not None:
+                groups.setdefault((r.account, r.folder, r.uidvalidity), []).append(r.uid)
+        known: set[tuple[str, str, int, int]] = set()
+        for (account, folder, validity), uids in groups.items():
+            known.update((account, folder, validity, u) for u in self._store.seen_uids(account, folder, validity, uids))
+        return known
 
     # -- stages ---------------------------------------------------------------------------------------------------
 

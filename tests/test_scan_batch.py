@@ -60,3 +60,44 @@ def test_seen_uids_answers_for_the_whole_batch(store: Store) -> None:
     assert store.seen_uids("alice", "INBOX", 8, [3, 5]) == frozenset()
     assert store.seen_uids("bob", "INBOX", 7, [3]) == frozenset()
     assert store.seen_uids("alice", "INBOX", 7, []) == frozenset()
+
+
+def _mail(i: int) -> bytes:
+    return (
+        f"From: Sender <s{i}@example.org>\r\nTo: me@example.org\r\nSubject: note {i}\r\n"
+        f"Message-ID: <note-{i}@example.org>\r\n\r\nBody {i}\r\n"
+    ).encode()
+
+
+def test_process_many_checks_the_ledger_of_every_folder_in_the_batch(store: Store, tmp_path: Path) -> None:
+    """A batch spanning two folders: items already done in either folder are duplicates, the rest are recorded
+    once, a copy of the same mail later in the batch is a duplicate, and nothing reaches the transcriber."""
+    from mailvoice.config import GeneralSettings, Settings
+    from mailvoice.mail.source import SourceItem
+    from mailvoice.mail.source import SourceRef as MailRef
+    from mailvoice.pipeline import Context, Pipeline
+    from mailvoice.types import Transcript
+
+    def no_asr(data: bytes, name: str) -> Transcript:
+        raise AssertionError("a text mail must not reach the transcriber")
+
+    pipeline = Pipeline(Settings(general=GeneralSettings(data_dir=tmp_path)), store, no_asr)
+    ctx = Context("alice", "me@example.org", ("me@example.org",))
+
+    def item(folder: str, uid: int, n: int) -> SourceItem:
+        raw = _mail(n)
+        return SourceItem(MailRef("alice", folder, 7, uid), raw, len(raw), None)
+
+    first = [item("INBOX", 1, 1), item("Archive", 1, 2)]
+    assert [r.status for _i, r in pipeline.process_many(first, ctx)] == ["text", "text"]
+    batch = [item("INBOX", 1, 1), item("Archive", 1, 2), item("Archive", 2, 3), item("INBOX", 9, 3)]
+    got = [(i.ref.folder, i.ref.uid, r.status) for i, r in pipeline.process_many(batch, ctx)]
+    assert got == [
+        ("INBOX", 1, "duplicate"),
+        ("Archive", 1, "duplicate"),
+        ("Archive", 2, "text"),
+        ("INBOX", 9, "duplicate"),  # the same mail as Archive uid 2, earlier in this batch
+    ]
+    assert rows(store, "messages") == 3 and rows(store, "ledger") == 3
+    stopped = list(pipeline.process_many([item("INBOX", 20, 20)], ctx, stop=lambda: True))
+    assert stopped == [] and rows(store, "ledger") == 3  # not processed, so not acknowledged: it comes back
