@@ -55,8 +55,8 @@ _WEAK_NO_SPEECH = 0.35
 _WEAK_WORD_PROB = 0.2
 _MIN_SPEECH_S = 0.12
 """Less VAD speech than this in a whole clip is a click or a hang-up, not a word."""
-BATCH_WINDOWS = 8
-"""Most windows one encoder/decoder call holds (memory grows with it; 8 x 28 s is ~100 MB for tiny)."""
+BATCH_WINDOWS = 4
+"""Most windows one encoder/decoder call holds (memory grows with it: 4 kept peak RSS near bare with beam 5)."""
 _SIMILAR = 0.7
 """A window joins a batch only if it is at least this fraction of the batch's longest (padding is paid for)."""
 _NON_WORD = re.compile(r"[^\w\s]")
