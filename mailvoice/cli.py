@@ -239,10 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--data", metavar="DIR", help="quality/dictation: a folder of recordings with manifest.json (tests/data/real)"
     )
-    s.add_argument("--seconds", type=float, default=30.0, help="length of the benchmark speech (asr/tts)")
+    s.add_argument("--seconds", type=float, default=30.0, help="length of the benchmark speech (tts/dictation)")
     s.add_argument(
         "--sockets", type=int, default=0, metavar="N", help="dictation: N browser sockets at once against `serve`"
     )
+    s.add_argument("--quick", action="store_true", help="asr: one or two clips per group (while developing)")
     return p
 
 

@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from mailvoice.crashpoints import crashpoint, fault
-from mailvoice.errors import AudioBudgetError, AudioError, EngineError, MailvoiceError, MimeLimitError, Quarantine
+from mailvoice.errors import (
+    AudioBudgetError,
+    AudioError,
+    EngineError,
+    MailvoiceError,
+    MimeLimitError,
+    PipelineError,
+    Quarantine,
+)
 from mailvoice.logref import log_unexpected, where
 from mailvoice.types import Transcript
 
@@ -80,6 +88,9 @@ class _Work:
     """Quarantine id when `mailvoice quarantine retry` re-runs a parked item."""
     work_id: str | None = None
     """Work item id when a scaled-out worker processes an item the poller queued (mailvoice.scale)."""
+    batched: bool = False
+    """In a `process_many` batch: the ledger was asked for the whole batch at once, and a text record is checked
+    against the ledger (place and content) inside the batch's commit instead of on its own."""
 
 
 _OWN = re.compile(rb"^x-mailvoice:[ \t]*(transcript|notice|summary|voice)", re.IGNORECASE | re.MULTILINE)
@@ -121,12 +132,12 @@ class Pipeline:
         except _Done as done:
             return done.result
         except Quarantine as q:
-            return self._quarantine(work, q.reason)
+            return self._quarantine_or_park(work, q.reason)
         except MailvoiceError:
             raise  # the store, a key or a setting: nothing is wrong with this item, the runner retries it later
         except Exception as exc:  # a bug or an input no stage foresaw: park this item, the run goes on
             log_unexpected(log, f"{item.ref} stage {stage}", exc)
-            return self._quarantine(work, f"{type(exc).__name__} in the {stage} stage at {where(exc)}")
+            return self._quarantine_or_park(work, f"{type(exc).__name__} in the {stage} stage at {where(exc)}")
         raise AssertionError("commit stage always ends the pipeline")  # pragma: no cover
 
     def park(self, item: SourceItem, ctx: Context, exc: BaseException) -> Result:
@@ -144,17 +155,119 @@ class Pipeline:
             return Result("duplicate", "quarantined by an earlier run")
         return Result("quarantined", reason)
 
+    def process_many(
+        self, items: Sequence[SourceItem], ctx: Context, stop: Callable[[], bool] | None = None
+    ) -> Iterator[tuple[SourceItem, Result]]:
+        """Each item's outcome, in order, once durably committed; text records share one store transaction.
+
+        A text record (no audio) waits after `compose` and is committed with the others in one transaction when a
+        voicemail comes, at the end, or when ``stop()`` turns true (checked before each item; the rest is left for
+        the next run). A result is yielded only after its commit, so the caller acknowledges only what is stored.
+        """
+        pending: list[_Work] = []
+        known = self._known_uids(items)
+
+        def flush() -> Iterator[tuple[SourceItem, Result]]:
+            if not pending:
+                return
+            outcomes = self._store.record_processed_many([(self._ref(w), w.messages, w.outgoing) for w in pending])
+            crashpoint("stored")
+            for w, outcome in zip(pending, outcomes, strict=True):
+                if outcome == "duplicate":
+                    yield w.item, Result("duplicate", "recorded by an earlier or concurrent run")
+                else:
+                    yield w.item, Result("text", "; ".join(w.failures), tuple(m.id for m in w.messages))
+            pending.clear()
+
+        for item in items:
+            if stop is not None and stop():
+                break
+            work = _Work(item=item, ctx=ctx, batched=True)
+            r = item.ref
+            if r.uid is not None and (r.account, r.folder, r.uidvalidity, r.uid) in known:
+                yield item, Result("duplicate", "already in the ledger")
+                continue
+            stage = STAGES[0]
+            try:
+                for stage in STAGES[:-1]:
+                    fault(stage, item.raw)
+                    getattr(self, f"_stage_{stage}")(work)
+            except _Done as done:
+                yield item, done.result
+                continue
+            except Quarantine as q:
+                yield item, self._quarantine_or_park(work, q.reason)
+                continue
+            except MailvoiceError:
+                raise  # the store, a key or a setting: nothing is wrong with this item, the runner retries it later
+            except Exception as exc:  # a bug or an input no stage foresaw: quarantine this item, the run goes on
+                log_unexpected(log, f"{item.ref} stage {stage}", exc)
+                yield item, self._quarantine_or_park(work, f"{type(exc).__name__} in the {stage} stage at {where(exc)}")
+                continue
+            if not work.parts and not work.outgoing:
+                pending.append(work)
+                continue
+            yield from flush()
+            stage = STAGES[-1]
+            try:
+                fault(stage, item.raw)
+                self._stage_commit(work)
+            except _Done as done:
+                yield item, done.result
+            except Quarantine as q:
+                yield item, self._quarantine_or_park(work, q.reason)
+            except MailvoiceError:
+                raise
+            except Exception as exc:
+                log_unexpected(log, f"{item.ref} stage {stage}", exc)
+                yield item, self._quarantine_or_park(work, f"{type(exc).__name__} in the {stage} stage at {where(exc)}")
+        yield from flush()
+
+    def _known_uids(self, items: Sequence[SourceItem]) -> set[tuple[str, str, int, int]]:
+        """(account, folder, uidvalidity, uid) of the batch's IMAP items the ledger has: one query per folder."""
+        groups: dict[tuple[str, str, int], list[int]] = {}
+        for i in items:
+            r = i.ref
+            if r.uid is not None:
+                groups.setdefault((r.account, r.folder, r.uidvalidity), []).append(r.uid)
+        known: set[tuple[str, str, int, int]] = set()
+        for (account, folder, validity), uids in groups.items():
+            known.update((account, folder, validity, u) for u in self._store.seen_uids(account, folder, validity, uids))
+        return known
+
+    def _quarantine_or_park(self, work: _Work, reason: str) -> Result:
+        """Quarantine the item; if even that fails unexpectedly, park it unparsed (never leave it to loop)."""
+        try:
+            return self._quarantine(work, reason)
+        except MailvoiceError:
+            raise
+        except Exception as exc:
+            log_unexpected(log, f"{work.item.ref}: quarantine failed", exc)
+            try:
+                return self.park(work.item, work.ctx, exc)
+            except MailvoiceError:
+                raise
+            except Exception as again:
+                log_unexpected(log, f"{work.item.ref}: parking failed", again)
+                raise PipelineError(
+                    f"{work.item.ref}: {type(again).__name__} while parking an item that failed with "
+                    f"{type(exc).__name__}; it stays at the source and is retried after a backoff"
+                ) from again
+
     # -- stages ---------------------------------------------------------------------------------------------------
 
     def _stage_seen(self, w: _Work) -> None:
         r = w.item.ref
         if w.retry_of is not None or w.work_id is not None:
             return  # the ledger row exists already (quarantined, or 'queued' by the poller)
-        known = (
-            self._store.seen(r.account, r.folder, r.uidvalidity, r.uid)
-            if r.uid is not None
-            else self._store.seen_key(r.account, r.folder, r.key or "")
-        )
+        if w.batched and r.uid is not None:
+            known = False  # asked for the whole batch in process_many
+        else:
+            known = (
+                self._store.seen(r.account, r.folder, r.uidvalidity, r.uid)
+                if r.uid is not None
+                else self._store.seen_key(r.account, r.folder, r.key or "")
+            )
         if known:
             raise _Done(Result("duplicate", "already in the ledger"))
         if w.item.too_large:
@@ -185,7 +298,8 @@ class Pipeline:
         w.mid_hash = message_id_hash(w.parsed.message_id_normalized, w.item.raw)
         w.content_hash = content_hash([p.data for p in w.parts], w.item.raw)
         fresh = w.retry_of is None and w.work_id is None
-        if fresh and self._store.seen_content(w.ctx.account, w.mid_hash, w.content_hash):
+        in_batch_commit = w.batched and not w.parts  # record_processed_many checks the content in its transaction
+        if fresh and not in_batch_commit and self._store.seen_content(w.ctx.account, w.mid_hash, w.content_hash):
             # Same mail under another UID (renumbered, UIDVALIDITY changed): nothing is sent twice.
             raise _Done(Result("duplicate", "same Message-ID and content already processed"))
 

@@ -13,14 +13,13 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mailvoice.crashpoints import crashpoint
-from mailvoice.errors import ConfigError, MailvoiceError, PipelineError, TranscriptionError
+from mailvoice.errors import ConfigError, MailvoiceError, TranscriptionError
 from mailvoice.logref import log_unexpected
 from mailvoice.pipeline import Context, Pipeline, Result
 
@@ -28,9 +27,9 @@ if TYPE_CHECKING:
     from mailvoice.backoff import Backoff
     from mailvoice.config import AccountSettings, MaildirSettings, Settings
     from mailvoice.engines.base import AsrEngine
-    from mailvoice.mail.source import Cursor, MailSource, SourceItem
+    from mailvoice.mail.source import Cursor, MailSource
     from mailvoice.store import Store
-    from mailvoice.types import Transcript
+    from mailvoice.types import AudioClip, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,27 @@ BATCH = 50
 
 
 class Transcriber:
-    """Decode in the caller's thread, run the model in its own single worker thread (loaded on first use)."""
+    """Decode in the caller's thread, run the model in its own single worker thread (loaded on first use).
+
+    Voicemails that wait together (several sources, or scaled-out workers in one process) are transcribed as one
+    batch (the engine's transcribe_many: their windows share encoder and decoder calls); each caller still waits
+    for, and gets, only its own transcript.
+    """
 
     def __init__(self, settings: Settings, engine: AsrEngine | None = None) -> None:
+        from mailvoice.engines.executor import BatchingWorker
+
         self._settings = settings
         self._engine = engine
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self._worker: BatchingWorker[AudioClip, Transcript] = BatchingWorker("asr", self._run_many)
         self._load_lock = threading.Lock()
+
+    def _run_many(self, clips: list[AudioClip]) -> list[Transcript]:
+        engine = self._get_engine()
+        many = getattr(engine, "transcribe_many", None)
+        if many is not None and len(clips) > 1:
+            return list(many(clips))
+        return [engine.transcribe(c) for c in clips]
 
     def _get_engine(self) -> AsrEngine:
         with self._load_lock:
@@ -59,14 +72,14 @@ class Transcriber:
 
         clip = load_for_asr(data, name=name, settings=self._settings.audio, budget=budget)
         limit = 120.0 + 4.0 * clip.duration
-        future = self._pool.submit(lambda: self._get_engine().transcribe(clip))
+        future = self._worker.submit(clip)
         try:
             return future.result(timeout=limit)
         except FutureTimeout as exc:
             raise TranscriptionError(f"{name}: transcription took longer than {limit:.0f} s") from exc
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._worker.close()
 
 
 class StoreCursors:
@@ -213,7 +226,8 @@ class Runner:
     def drain(self, source: MailSource, ctx: Context, stop: threading.Event | None = None) -> int:
         """Process everything new in one source; returns how many items were handled.
 
-        Each item is committed to the store on its own; the batch is then acknowledged at the source in one go
+        Each voicemail is committed to the store on its own, text records of a batch together (one transaction);
+        what is committed is then acknowledged at the source in one go
         (a crash in between re-fetches items the ledger already has: they are acknowledged, not redone).
         """
         handled = 0
@@ -223,52 +237,29 @@ class Runner:
                 break
             done = []
             try:
-                for item in items:
-                    if stop is not None and stop.is_set():
-                        break  # unacknowledged items come back next time: nothing lost
-                    try:
-                        result = self._process(item, ctx)
-                    except MailvoiceError as exc:
-                        # e.g. the store is unreachable or the disk is full: acknowledge nothing more, retry later
-                        log.error("%s: not processed, will retry: %s", item.ref, type(exc).__name__)
-                        log.debug("%s: %s", item.ref, exc)
+                try:
+                    for item, result in self.pipeline.process_many(items, ctx, stop.is_set if stop else None):
+                        done.append(item.ref)
                         with self._stats_lock:
-                            self.stats.errors += 1
-                        raise
-                    done.append(item.ref)
+                            self.stats.add(result)
+                        log.info("%s: %s %s", item.ref, result.status, result.detail)
+                except MailvoiceError as exc:
+                    # e.g. the store is unreachable or the disk is full: acknowledge nothing more, retry later
+                    log.error(
+                        "%d item(s) of the batch not processed, will retry: %s",
+                        len(items) - len(done),
+                        type(exc).__name__,
+                    )
+                    log.debug("batch not processed: %s", exc)
                     with self._stats_lock:
-                        self.stats.add(result)
-                    log.info("%s: %s %s", item.ref, result.status, result.detail)
+                        self.stats.errors += 1
+                    raise
             finally:
                 if done:
                     source.acknowledge_many(done)
                     crashpoint("acknowledged")
                     handled += len(done)
         return handled
-
-    def _process(self, item: SourceItem, ctx: Context) -> Result:
-        """The pipeline, and if an unexpected error escapes even its own quarantine, park the item unparsed.
-
-        Without this the item would stay unacknowledged and come back on every reconnect: the same audio
-        transcribed again and again. If parking fails too (the store is down), the error goes up and the source
-        backs off without resetting (see SourceThread).
-        """
-        try:
-            return self.pipeline.process(item, ctx)
-        except MailvoiceError:
-            raise
-        except Exception as exc:
-            log_unexpected(log, f"{item.ref}: escaped the pipeline", exc)
-            try:
-                return self.pipeline.park(item, ctx, exc)
-            except MailvoiceError:
-                raise
-            except Exception as again:
-                log_unexpected(log, f"{item.ref}: parking failed", again)
-                raise PipelineError(
-                    f"{item.ref}: {type(again).__name__} while parking an item that failed with "
-                    f"{type(exc).__name__}; it stays at the source and is retried after a backoff"
-                ) from again
 
     async def run_once(self) -> Stats:
         """Process what is waiting in every source, deliver the outbox, return the counts."""

@@ -15,9 +15,9 @@ from mailvoice.commands import err_console, settings_from
 def _figures(what: str, args: argparse.Namespace) -> list[Any]:
     settings = settings_from(args)
     if what == "asr":
-        from mailvoice.engines.bench import bench_asr
+        from mailvoice.engines.asrbench import bench_asr_real
 
-        return [bench_asr(settings)]
+        return list(bench_asr_real(settings, quick=args.quick))
     if what == "tts":
         from mailvoice.engines.bench import bench_tts
 

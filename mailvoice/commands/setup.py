@@ -23,6 +23,8 @@ STARTER_CONFIG = """\
 # model = "tiny.en"      # model package name (see models/manifest.toml), a CTranslate2 directory, or a hub name
 # language = "auto"
 # beam_size = 5
+# min_window = 30.0      # shortest encoder input in seconds; 15 is ~2x faster on short clips, at some accuracy
+# greedy_first = false   # true: greedy decoding, beam search only where the scores fail (faster, less accurate)
 
 [tts]
 # engine = "piper"       # piper, coqui (pip install 'mailvoice[coqui]'), espeak

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar, TypeVarTuple
 
 T = TypeVar("T")
@@ -102,3 +102,82 @@ class ModelWorker:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.to_thread(self.close)
+
+
+U = TypeVar("U")
+
+
+class BatchingWorker(Generic[T, U]):
+    """One model thread that takes every request waiting when it is free and runs them as one batch.
+
+    ``run_many(items)`` must return one result per item, in order. Callers block in ``submit`` on their own
+    future, so each gets exactly its own result (or its own exception: a failing batch is retried item by item,
+    so one bad input fails only its caller).
+    """
+
+    def __init__(self, name: str, run_many: Callable[[list[T]], list[U]], *, max_batch: int = 8) -> None:
+        import queue
+
+        self.max_batch = max_batch
+        self._run_many = run_many
+        self._queue: queue.SimpleQueue[tuple[T, Future[U]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=f"mailvoice-{name}", daemon=True)
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread.start()
+
+    def submit(self, item: T) -> Future[U]:
+        """Queue one item; its future resolves once the batch holding it ran."""
+        future: Future[U] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker is closed")
+            self._queue.put((item, future))
+        return future
+
+    def _take(self) -> list[tuple[T, Future[U]]] | None:
+        import queue
+
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._queue.put(None)  # finish this batch, then stop
+                break
+            batch.append(nxt)
+        return batch
+
+    def _loop(self) -> None:
+        while (batch := self._take()) is not None:
+            live = [(item, fut) for item, fut in batch if fut.set_running_or_notify_cancel()]
+            if not live:
+                continue
+            try:
+                results = self._run_many([item for item, _ in live])
+            except BaseException as exc:
+                if len(live) == 1:
+                    live[0][1].set_exception(exc)
+                    continue
+                for item, fut in live:  # find the item at fault: each caller gets its own outcome
+                    try:
+                        fut.set_result(self._run_many([item])[0])
+                    except BaseException as exc:
+                        fut.set_exception(exc)
+                continue
+            for (_item, fut), result in zip(live, results, strict=True):
+                fut.set_result(result)
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join()

@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailvoice.engines.base import ASR_SAMPLE_RATE
+from mailvoice.engines.decoding import FULL_WINDOW_S, MAX_WINDOW_S, WindowDecoder, WindowResult
 from mailvoice.errors import TranscriptionError
 from mailvoice.models import resolve_whisper
 from mailvoice.types import AudioClip, Segment, Transcript, Word
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from mailvoice.config import AsrSettings, GeneralSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,10 @@ _WEAK_NO_SPEECH = 0.35
 _WEAK_WORD_PROB = 0.2
 _MIN_SPEECH_S = 0.12
 """Less VAD speech than this in a whole clip is a click or a hang-up, not a word."""
+BATCH_WINDOWS = 4
+"""Most windows one encoder/decoder call holds (memory grows with it: 4 kept peak RSS near bare with beam 5)."""
+_SIMILAR = 0.7
+"""A window joins a batch only if it is at least this fraction of the batch's longest (padding is paid for)."""
 _NON_WORD = re.compile(r"[^\w\s]")
 _BRACKETED = re.compile(r"^\s*[\[(♪*].*[\])♪*]\s*$")
 
@@ -135,31 +144,82 @@ class WhisperEngine:
             multilingual=multilingual and language is None and not settings.languages,
         )
         self.multilingual = multilingual
+        self._decoder: WindowDecoder | None = None
         log.info("loaded ASR model %s (%s) with %d threads", settings.model, ref.source, self.threads)
 
     def speech_seconds(self, clip: AudioClip) -> float:
         """Seconds of speech Silero VAD (shipped in faster-whisper) finds in the clip."""
+        return float(sum(e - s for s, e in self._speech_spans(clip.samples))) / ASR_SAMPLE_RATE
+
+    @staticmethod
+    def _speech_spans(samples: npt.NDArray[np.float32]) -> list[tuple[int, int]]:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-        spans = get_speech_timestamps(clip.samples, VadOptions(), sampling_rate=ASR_SAMPLE_RATE)
-        return float(sum(s["end"] - s["start"] for s in spans)) / ASR_SAMPLE_RATE
+        opts = VadOptions(max_speech_duration_s=MAX_WINDOW_S)
+        return [(int(s["start"]), int(s["end"])) for s in get_speech_timestamps(samples, opts, ASR_SAMPLE_RATE)]
+
+    @property
+    def decoder(self) -> WindowDecoder:
+        """The shared truncated-input decoder over this engine's model (built on first use)."""
+        if self._decoder is None:
+            self._decoder = WindowDecoder.for_engine(self)
+        return self._decoder
 
     def transcribe(self, clip: AudioClip) -> Transcript:
-        """Decode the whole clip; the segment generator is consumed here, in the caller's (worker) thread."""
-        if clip.sample_rate != ASR_SAMPLE_RATE or clip.samples.ndim != 1:
-            raise TranscriptionError(
-                f"{clip.name or 'audio'}: ASR needs 16 kHz mono, got {clip.sample_rate} Hz "
-                f"with shape {clip.samples.shape}; decode it with mailvoice.audio first"
-            )
-        fallback_language = self.options.language or "en"
-        empty = Transcript(text="", language=fallback_language, duration=clip.duration, no_speech=True)
-        if clip.samples.size == 0:
-            return empty
-        if self.options.vad_filter and self.speech_seconds(clip) < _MIN_SPEECH_S:
+        """Decode the whole clip in the caller's (worker) thread."""
+        return self.transcribe_many([clip])[0]
+
+    def transcribe_many(
+        self, clips: Sequence[AudioClip], *, greedy_first: bool | None = None, min_window: float | None = None
+    ) -> list[Transcript]:
+        """Transcribe several clips together: their windows are encoded and decoded in shared batches.
+
+        ``greedy_first`` and ``min_window`` override the settings (the bench compares both on one loaded model).
+        """
+        greedy = self.settings.greedy_first if greedy_first is None else greedy_first
+        floor = self.settings.min_window if min_window is None else min_window
+        for clip in clips:
+            if clip.sample_rate != ASR_SAMPLE_RATE or clip.samples.ndim != 1:
+                raise TranscriptionError(
+                    f"{clip.name or 'audio'}: ASR needs 16 kHz mono, got {clip.sample_rate} Hz "
+                    f"with shape {clip.samples.shape}; decode it with mailvoice.audio first"
+                )
+        if floor >= FULL_WINDOW_S and not greedy:
+            # The default (Whisper's own 30 s window, beam 5): our batched windows measured no faster than
+            # faster-whisper's own decode on short clips and slower and heavier on long ones (README, `bench asr`),
+            # and its path carries the language checks, so every clip runs there; the windows are the opt-in fast path.
+            return [self._transcribe_whole(c) for c in clips]
+        plans = [self._windows(clip) for clip in clips]
+        flat = [(c, off, audio) for c, plan in enumerate(plans) for off, audio in plan]
+        decoded: list[WindowResult | None] = [None] * len(flat)
+        for batch in _batches([len(a) for _c, _o, a in flat]):
+            try:
+                results = self.decoder.transcribe_windows(
+                    [flat[i][2] for i in batch],
+                    beam_size=self.options.beam_size,
+                    greedy_first=greedy,
+                    min_window=floor,
+                    word_timestamps=self.options.word_timestamps,
+                )
+            except TranscriptionError as exc:
+                names = sorted({clips[flat[i][0]].name or "audio" for i in batch})
+                raise TranscriptionError(f"{', '.join(names)}: transcription failed ({exc})") from exc
+            for i, r in zip(batch, results, strict=True):
+                decoded[i] = r
+        out = []
+        for c, clip in enumerate(clips):
+            mine = [(off, r) for (cc, off, _a), r in zip(flat, decoded, strict=True) if cc == c and r is not None]
+            out.append(self._assemble(clip, mine))
+        return out
+
+    def _transcribe_whole(self, clip: AudioClip) -> Transcript:
+        """faster-whisper's own transcription (30 s windows, seek by timestamp), our language checks and filters."""
+        if clip.samples.size == 0 or (self.options.vad_filter and self.speech_seconds(clip) < _MIN_SPEECH_S):
             log.debug("%s: VAD found no speech in %.1f s", clip.name, clip.duration)
-            return empty
+            return self._assemble(clip, [])
         from mailvoice.engines import language
 
+        fallback_language = self.options.language or "en"
         try:
             kwargs = {**self.options.kwargs(), **language.forced_language(self, clip.samples)}
             raw_segments, info = self.model.transcribe(clip.samples, **kwargs)
@@ -171,20 +231,74 @@ class WhisperEngine:
         if checked is not None:
             return checked
         text = " ".join(s.text for s in kept).strip()
+        lang = info.language or fallback_language
+        probability = float(info.language_probability)
         if not text:
             return Transcript(
-                text="",
-                language=info.language or fallback_language,
-                duration=clip.duration,
-                no_speech=True,
-                language_probability=float(info.language_probability),
+                text="", language=lang, duration=clip.duration, no_speech=True, language_probability=probability
+            )
+        return Transcript(
+            text=text, language=lang, duration=clip.duration, segments=tuple(kept), language_probability=probability
+        )
+
+    def _windows(self, clip: AudioClip) -> list[tuple[float, npt.NDArray[np.float32]]]:
+        """(offset seconds, audio) windows of at most MAX_WINDOW_S: speech spans grouped, cut at pauses."""
+        samples = clip.samples
+        if samples.size == 0:
+            return []
+        most = round(MAX_WINDOW_S * ASR_SAMPLE_RATE)
+        if not self.options.vad_filter:
+            return [(i / ASR_SAMPLE_RATE, samples[i : i + most]) for i in range(0, samples.size, most)]
+        spans = self._speech_spans(samples)
+        if sum(e - s for s, e in spans) < _MIN_SPEECH_S * ASR_SAMPLE_RATE:
+            log.debug("%s: VAD found no speech in %.1f s", clip.name, clip.duration)
+            return []
+        groups: list[list[int]] = []
+        for s, e in spans:
+            if groups and e - groups[-1][0] <= most:
+                groups[-1][1] = e
+            else:
+                groups.append([s, e])
+        return [(s / ASR_SAMPLE_RATE, samples[s:e]) for s, e in groups]
+
+    def _assemble(self, clip: AudioClip, windows: list[tuple[float, WindowResult]]) -> Transcript:
+        fallback_language = self.options.language or "en"
+        segments: list[Segment] = []
+        for off, r in windows:
+            for seg in r.segments:
+                words = tuple(
+                    Word(round(off + w.start, 2), round(off + w.end, 2), w.word, w.probability) for w in seg.words
+                )
+                segments.append(
+                    Segment(
+                        round(off + seg.start, 2),
+                        round(off + seg.end, 2),
+                        seg.text,
+                        r.avg_logprob,
+                        r.no_speech_prob,
+                        words,
+                    )
+                )
+        kept = self._filter(segments)
+        spoken = [r for _o, r in windows if r.text]
+        language = spoken[0].language if spoken else fallback_language
+        probability = spoken[0].language_probability if spoken else 0.0
+        from mailvoice.engines import language as languages
+
+        checked = languages.check(self, clip, kept, language)
+        if checked is not None:
+            return checked
+        text = " ".join(s.text for s in kept).strip()
+        if not text:
+            return Transcript(
+                text="", language=language, duration=clip.duration, no_speech=True, language_probability=probability
             )
         return Transcript(
             text=text,
-            language=info.language,
+            language=language,
             duration=clip.duration,
             segments=tuple(kept),
-            language_probability=float(info.language_probability),
+            language_probability=probability,
         )
 
     @staticmethod
@@ -204,7 +318,7 @@ class WhisperEngine:
         kept = [
             s
             for s in segments
-            if s.text
+            if _NON_WORD.sub("", s.text).strip()  # a segment of bare punctuation ("." on noise) holds no word
             and not _BRACKETED.match(s.text)
             and not (
                 s.no_speech_prob > self.settings.no_speech_threshold and s.avg_logprob < self.settings.logprob_threshold
@@ -219,3 +333,15 @@ class WhisperEngine:
             or (bool(words) and sum(w.probability for w in words) / len(words) < _WEAK_WORD_PROB)
         )
         return [] if weak else kept
+
+
+def _batches(lengths: Sequence[int]) -> list[list[int]]:
+    """Indices grouped longest first into batches of similar length (a short window is not padded to 28 s)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < BATCH_WINDOWS and lengths[i] >= _SIMILAR * lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches

@@ -164,6 +164,35 @@ class Store(AuditQueries, LedgerQueries, MessageQueries, OutboxQueries, Quaranti
         """One durable transaction: messages + outbox + ledger row, or nothing; "duplicate" if known."""
         return self._record_item(ref, "processed item", messages, outgoing, None)
 
+    def record_processed_many(
+        self, items: Sequence[tuple[SourceRef, Sequence[NewMessage], Sequence[NewOutgoing]]]
+    ) -> list[Outcome]:
+        """Like record_processed for each item, in one durable transaction (one commit, one fsync, for all).
+
+        Items are checked against the ledger in order inside the transaction, so a twin later in the batch is a
+        "duplicate". If the transaction fails on a constraint (a concurrent run), each item is recorded on its own.
+        """
+        if not items:
+            return []
+        outcomes: list[Outcome] = []
+        try:
+            with self._db.write() as conn:
+                known = ledger_rows.known_many(conn, [ref for ref, _m, _o in items])
+                fresh = [item for item, seen in zip(items, known, strict=True) if not seen]
+                message_rows.insert_many(conn, self._db, [m for _r, messages, _o in fresh for m in messages])
+                for _ref, _messages, outgoing in fresh:
+                    self._insert(conn, (), outgoing)
+                if fresh:
+                    rows = [
+                        ledger_rows.row(ref, "done", message_id=messages[0].id if messages else None)
+                        for ref, messages, _o in fresh
+                    ]
+                    conn.execute(ledger.insert(), rows)
+                outcomes = ["duplicate" if seen else "recorded" for seen in known]
+        except IntegrityError:
+            return [self.record_processed(ref, messages, outgoing) for ref, messages, outgoing in items]
+        return outcomes
+
     def record_quarantined(
         self, ref: SourceRef, reason: str, raw: bytes, outgoing: Sequence[NewOutgoing] = ()
     ) -> Outcome:

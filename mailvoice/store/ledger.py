@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -24,6 +26,25 @@ def known(conn: Connection, ref: SourceRef) -> bool:
     return conn.execute(query).first() is not None
 
 
+def row(
+    ref: SourceRef, state: LedgerState, *, message_id: str | None = None, quarantine_id: str | None = None
+) -> dict[str, object]:
+    """The ledger row of one item, ready to insert."""
+    return {
+        "account": ref.account,
+        "folder": ref.folder,
+        "uidvalidity": ref.uidvalidity,
+        "uid": ref.uid,
+        "source_key": ref.key,
+        "message_id_hash": ref.message_id_hash,
+        "content_hash": ref.content_hash,
+        "state": state,
+        "message_id": message_id,
+        "quarantine_id": quarantine_id,
+        "created_at": to_db_time(utcnow()),
+    }
+
+
 def insert(
     conn: Connection,
     ref: SourceRef,
@@ -33,21 +54,50 @@ def insert(
     quarantine_id: str | None = None,
 ) -> None:
     """Add the ledger row (inside the caller's transaction); unique constraints catch a concurrent twin."""
-    conn.execute(
-        ledger.insert().values(
-            account=ref.account,
-            folder=ref.folder,
-            uidvalidity=ref.uidvalidity,
-            uid=ref.uid,
-            source_key=ref.key,
-            message_id_hash=ref.message_id_hash,
-            content_hash=ref.content_hash,
-            state=state,
-            message_id=message_id,
-            quarantine_id=quarantine_id,
-            created_at=to_db_time(utcnow()),
+    conn.execute(ledger.insert().values(**row(ref, state, message_id=message_id, quarantine_id=quarantine_id)))
+
+
+def _place(ref: SourceRef) -> tuple[object, ...]:
+    return (ref.folder, ref.uidvalidity, ref.uid) if ref.uid is not None else (ref.folder, ref.key)
+
+
+def known_many(conn: Connection, refs: Sequence[SourceRef]) -> list[bool]:
+    """known() for each ref, with one query per account; a ref matching an earlier one in the list (same place,
+    or same Message-ID and content) counts as known too: the batch records only the first."""
+    found: dict[str, tuple[set[tuple[object, ...]], set[tuple[str, str]]]] = {}
+    for account in {r.account for r in refs}:
+        mine = [r for r in refs if r.account == account]
+        uids = [r.uid for r in mine if r.uid is not None]
+        keys = [r.key for r in mine if r.uid is None and r.key is not None]
+        query = select(
+            ledger.c.folder,
+            ledger.c.uidvalidity,
+            ledger.c.uid,
+            ledger.c.source_key,
+            ledger.c.message_id_hash,
+            ledger.c.content_hash,
+        ).where(
+            ledger.c.account == account,
+            or_(
+                ledger.c.uid.in_(uids),
+                ledger.c.source_key.in_(keys),
+                ledger.c.message_id_hash.in_([r.message_id_hash for r in mine]),
+            ),
         )
-    )
+        places: set[tuple[object, ...]] = set()
+        contents: set[tuple[str, str]] = set()
+        for f, v, u, k, m, c in conn.execute(query):
+            places.add((f, v, u) if u is not None else (f, k))
+            contents.add((m, c))
+        found[account] = (places, contents)
+    out = []
+    for r in refs:
+        places, contents = found[r.account]
+        content = (r.message_id_hash, r.content_hash)
+        out.append(_place(r) in places or content in contents)
+        places.add(_place(r))
+        contents.add(content)
+    return out
 
 
 class LedgerQueries:
@@ -69,6 +119,19 @@ class LedgerQueries:
         )
         with self._db.read() as conn:
             return conn.execute(query).first() is not None
+
+    def seen_uids(self, account: str, folder: str, uidvalidity: int, uids: Sequence[int]) -> frozenset[int]:
+        """The UIDs among ``uids`` already done or quarantined: one query for a whole fetched batch."""
+        if not uids:
+            return frozenset()
+        query = select(ledger.c.uid).where(
+            ledger.c.account == account,
+            ledger.c.folder == folder,
+            ledger.c.uidvalidity == uidvalidity,
+            ledger.c.uid.in_(list(uids)),
+        )
+        with self._db.read() as conn:
+            return frozenset(int(u) for u in conn.execute(query).scalars())
 
     def seen_key(self, account: str, folder: str, key: str) -> bool:
         """True if this Maildir item was already done or quarantined."""

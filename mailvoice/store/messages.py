@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, delete, func, select, update
@@ -76,25 +77,34 @@ def content_from_json(doc: dict[str, Any]) -> MessageContent:
     )
 
 
-def insert(conn: Connection, db: Db, new: NewMessage) -> None:
-    """Seal and insert one message (inside the caller's transaction)."""
+def row(db: Db, new: NewMessage) -> dict[str, Any]:
+    """The sealed row of one message, ready to insert."""
     sealer = db.sealer
     audio = new.audio if db.keep_audio else None
-    conn.execute(
-        messages.insert().values(
-            id=new.id,
-            kind=new.kind,
-            account=new.account,
-            created_at=to_db_time(new.created_at),
-            state=new.state,
-            duration=new.duration,
-            language=new.language,
-            key_id=sealer.active_key_id,
-            payload=sealer.seal_json(content_to_json(new.content), record_aad(TABLE, new.id, "payload")),
-            audio=sealer.seal(audio, record_aad(TABLE, new.id, "audio")) if audio is not None else None,
-            audio_size=len(audio) if audio is not None else None,
-        )
-    )
+    return {
+        "id": new.id,
+        "kind": new.kind,
+        "account": new.account,
+        "created_at": to_db_time(new.created_at),
+        "state": new.state,
+        "duration": new.duration,
+        "language": new.language,
+        "key_id": sealer.active_key_id,
+        "payload": sealer.seal_json(content_to_json(new.content), record_aad(TABLE, new.id, "payload")),
+        "audio": sealer.seal(audio, record_aad(TABLE, new.id, "audio")) if audio is not None else None,
+        "audio_size": len(audio) if audio is not None else None,
+    }
+
+
+def insert(conn: Connection, db: Db, new: NewMessage) -> None:
+    """Seal and insert one message (inside the caller's transaction)."""
+    conn.execute(messages.insert().values(**row(db, new)))
+
+
+def insert_many(conn: Connection, db: Db, news: Sequence[NewMessage]) -> None:
+    """Seal and insert messages with one statement (inside the caller's transaction)."""
+    if news:
+        conn.execute(messages.insert(), [row(db, new) for new in news])
 
 
 class MessageQueries:
