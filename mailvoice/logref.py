@@ -36,8 +36,9 @@ CONTENT_LOGGERS = ("imapclient", "aiosmtplib", "kombu", "amqp", "celery", "sqlal
 subject, sender and filenames), the queue clients log task arguments, SQLAlchemy's echo logs bound parameters."""
 
 
-def cap_content_loggers(level: int = logging.INFO) -> None:
-    """Keep those libraries at `level` or quieter, whatever -v asks for: their debug output is the mail itself."""
+def cap_content_loggers(level: int = logging.WARNING) -> None:
+    """Keep those libraries at `level` or quieter, whatever -v asks for: their debug output is the mail itself
+    (and SQLAlchemy's INFO is every statement with its parameters)."""
     for name in CONTENT_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < level:

@@ -183,6 +183,7 @@ class Pipeline:
             if stop is not None and stop():
                 break
             work = _Work(item=item, ctx=ctx, batched=True)
+            log.debug("%s: processing, %d bytes", item.ref, item.size)
             r = item.ref
             if r.uid is not None and (r.account, r.folder, r.uidvalidity, r.uid) in known:
                 yield item, Result("duplicate", "already in the ledger")

@@ -136,8 +136,15 @@ def test_transcript_mail_names_the_language_and_the_fix() -> None:
     t = Transcript(text="", language="de", duration=12.0, other_language="de")
     audio = Attachment("msg0001.wav", "audio/wav", b"RIFF....WAVE")
     vm = VoicemailMail("+49 30 1234", t, "today", "Voicemail", "<a@b>", "", audio)
-    msg = message_from_bytes(
-        build_voicemail_mail(vm, sender="m@x", recipients=("o@x",), message_id="<1@x>", uncertain_below=0.4).as_bytes()
+    msg = message_from_bytes(  # the informative subject names it; the default "thread" subject is "Re: <original>"
+        build_voicemail_mail(
+            vm,
+            sender="m@x",
+            recipients=("o@x",),
+            message_id="<1@x>",
+            uncertain_below=0.4,
+            subject_style="informative",
+        ).as_bytes()
     )
     body = _body(msg)
     assert "voicemail in another language (probably German)" in body

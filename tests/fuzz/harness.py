@@ -86,7 +86,7 @@ def mime_target() -> Callable[[bytes], None]:
     settings = Settings(smtp=SmtpSettings(sender=""))
     ctx = Context(account="fuzz", address="owner@example.org", recipients=("owner@example.org",))
 
-    def transcribe(data: bytes, name: str) -> Transcript:
+    def transcribe(data: bytes, name: str, budget: float | None = None) -> Transcript:
         # What a model could answer: any text at all, here the part's own bytes (CR, LF, NUL, 8-bit included).
         text = data[:160].decode("utf-8", "replace")
         words = tuple(Word(float(i), float(i) + 0.5, w, 0.3 + (i % 3) * 0.3) for i, w in enumerate(text.split()[:20]))
