@@ -151,7 +151,9 @@ def test_demo_is_hermetic_and_shows_the_delivered_transcript(cli: Cli, tmp_path:
     delivered = sorted((tmp_path / "demo" / "delivered" / "new").iterdir())
     assert len(delivered) == 1
     assert f"the transcript mail was delivered to {delivered[0]}" in out
-    assert "Subject: Voicemail from Riverside Dental" in out and "appointment" in out.lower()
+    # the mail as shown: the default threading subject, the caller in the body, the transcript
+    assert "Subject: Re: [PBX]: New message" in out and "Voicemail from Riverside Dental" in out
+    assert "appointment" in out.lower()
     assert b"X-Mailvoice: transcript" in delivered[0].read_bytes()
 
 

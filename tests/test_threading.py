@@ -32,7 +32,7 @@ ORIGINAL_SUBJECT = "[PBX]: New message 5 in mailbox 100"
 def transcript_mail(raw: bytes, settings: Settings) -> Message:
     parsed = parse_message(raw)
     part = find_audio_parts(parsed)[0]
-    _, out = compose_voicemail(settings, parsed, CTX, part, TRANSCRIPT, notes=(), source="home/INBOX uid 1")
+    _, out = compose_voicemail(settings, parsed, CTX, [(part, TRANSCRIPT)], notes=(), source="home/INBOX uid 1")
     assert out is not None
     return email.message_from_bytes(out.raw, policy=default_policy)
 

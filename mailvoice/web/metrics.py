@@ -128,17 +128,21 @@ class TimedDecoder:
         self.inner = inner
         self.metrics = metrics
 
-    def decode(self, audio: npt.NDArray[np.float32], *, beam_size: int = 1, min_seconds: float = 0.0) -> Hypothesis:
+    def decode(
+        self, audio: npt.NDArray[np.float32], *, beam_size: int = 1, min_seconds: float = 0.0, context: str = ""
+    ) -> Hypothesis:
         t0 = time.perf_counter()
         try:
-            return self.inner.decode(audio, beam_size=beam_size, min_seconds=min_seconds)
+            return self.inner.decode(audio, beam_size=beam_size, min_seconds=min_seconds, context=context)
         finally:
             self.metrics.decoded(len(audio) / SAMPLE_RATE, time.perf_counter() - t0)
 
-    def decode_final(self, audio: npt.NDArray[np.float32], *, beam_size: int) -> Hypothesis:
+    def decode_final(
+        self, audio: npt.NDArray[np.float32], *, beam_size: int, min_seconds: float = 0.0, context: str = ""
+    ) -> Hypothesis:
         t0 = time.perf_counter()
         try:
-            return self.inner.decode_final(audio, beam_size=beam_size)
+            return self.inner.decode_final(audio, beam_size=beam_size, min_seconds=min_seconds, context=context)
         finally:
             self.metrics.decoded(len(audio) / SAMPLE_RATE, time.perf_counter() - t0)
 
