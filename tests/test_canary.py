@@ -151,8 +151,7 @@ def test_filenames_subjects_and_senders_never_reach_disk_or_logs(
     and sender are canaries leave no trace in the database, WAL, TMPDIR or logs (issue 16: the quarantine reason held
     the filename in clear, and a debug line named the file)."""
     from mailcorpus import audio_part, message
-    from test_hostile_mail import new_bot
-    from test_mailloop_e2e import baseline, transcript_mails, voicemail_wav
+    from test_mailloop_e2e import baseline, new_bot, transcript_mails, voicemail_wav
 
     tag = secrets.token_hex(6).upper()
     canaries = {

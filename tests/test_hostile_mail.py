@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,61 +20,13 @@ import pytest
 from audiogen import silence_pyav
 from mailcorpus import asterisk_mail, audio_part, message, text_only_mail
 from servers import MailUser, SmtpServer
-from test_mailloop_e2e import Bot, baseline, body_text, notices, parsed, transcript_mails, voicemail, write_config
+from test_mailloop_e2e import Bot, baseline, body_text, new_bot, notices, parsed, transcript_mails, voicemail
 
 from mailvoice.crashpoints import FAULT_ENV, FAULT_MARK
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 MakeBot = Callable[..., Bot]
-
-
-def new_bot(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, **sections: dict[str, object]) -> Bot:
-    """A mailvoice installation against this test's mailbox and SMTP server, with extra config sections."""
-    home = tmp_path / "home"
-    cfg = tmp_path / "config.toml"
-    smtp = smtp_server.settings()
-    write_config(
-        cfg,
-        {
-            "general": {"data_dir": str(home)},
-            "smtp": {
-                "host": smtp.host,
-                "port": smtp.port,
-                "tls": smtp.tls,
-                "ca_file": str(smtp.ca_file),
-                "username": smtp.username,
-                "password_env": smtp.password_env,
-                "sender": smtp.sender,
-                "timeout": 10.0,
-                "retry_base": 0.5,
-                "retry_cap": 1.0,
-            },
-            **sections,
-        },
-        [
-            {
-                "name": "work",
-                "host": mail_user.host,
-                "port": mail_user.imaps_port,
-                "tls": "implicit",
-                "ca_file": str(mail_user.cafile),
-                "username": mail_user.user,
-                "password_env": mail_user.password_env,
-                "address": f"{mail_user.user}@example.org",
-                "poll_interval": 300.0,
-                "timeout": 10.0,
-            }
-        ],
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVOICE_")}
-    env[mail_user.password_env] = mail_user.password
-    env["MAILVOICE_TEST_SMTP_PASSWORD"] = os.environ["MAILVOICE_TEST_SMTP_PASSWORD"]
-    env["PYTHONUNBUFFERED"] = "1"
-    bot = Bot(home, cfg, env)
-    init = bot.run("init")
-    assert init.returncode == 0, init.stderr
-    return bot
 
 
 @pytest.fixture

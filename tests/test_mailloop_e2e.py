@@ -96,8 +96,8 @@ def write_config(path: Path, sections: dict[str, dict[str, object]], accounts: l
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-@pytest.fixture
-def bot(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer) -> Iterator[Bot]:
+def new_bot(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, **sections: dict[str, object]) -> Bot:
+    """A mailvoice installation against this test's mailbox and SMTP server, with extra config sections."""
     home = tmp_path / "home"
     cfg = tmp_path / "config.toml"
     smtp = smtp_server.settings()
@@ -117,6 +117,7 @@ def bot(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer) -> Iterato
                 "retry_base": 0.5,
                 "retry_cap": 1.0,
             },
+            **sections,
         },
         [
             {
@@ -137,10 +138,15 @@ def bot(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer) -> Iterato
     env[mail_user.password_env] = mail_user.password
     env["MAILVOICE_TEST_SMTP_PASSWORD"] = os.environ["MAILVOICE_TEST_SMTP_PASSWORD"]
     env["PYTHONUNBUFFERED"] = "1"
-    b = Bot(home, cfg, env)
-    init = b.run("init")
+    bot = Bot(home, cfg, env)
+    init = bot.run("init")
     assert init.returncode == 0, init.stderr
-    yield b
+    return bot
+
+
+@pytest.fixture
+def bot(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer) -> Iterator[Bot]:
+    yield new_bot(tmp_path, mail_user, smtp_server)
 
 
 def baseline(bot: Bot) -> None:
