@@ -1,10 +1,15 @@
-"""Uniform error and warning lines on stderr."""
+"""Uniform error and warning lines, and the progress spinner, on stderr."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 from mailvoice.commands import err_console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def error(message: str) -> None:
@@ -17,3 +22,17 @@ def warn(message: str) -> None:
 
 def info(message: str) -> None:
     err_console().print(escape(message))
+
+
+def spinner() -> Progress:
+    """A transient spinner with a description on stderr; silent when stderr is not a terminal."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    console = err_console()
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )

@@ -8,7 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mailvoice.commands import console, err_console, settings_from
+from mailvoice.commands import console, settings_from
+from mailvoice.commands.console import spinner
 from mailvoice.config import Settings
 from mailvoice.errors import ConfigError, MailError
 
@@ -99,18 +100,10 @@ def run(args: argparse.Namespace) -> int:
     if not text:
         raise ConfigError("the text to speak is empty")
 
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
     from mailvoice.audio import assemble, encode_audio
     from mailvoice.engines import load_tts
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        console=err_console(),
-        transient=True,
-        disable=not err_console().is_terminal,
-    ) as progress:
+    with spinner() as progress:
         task = progress.add_task("loading voice")
         tts = load_tts(settings.tts, settings.general)
         chunks = []

@@ -10,7 +10,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from mailvoice.commands import console, err_console, open_store, print_json, settings_from
+from mailvoice.commands import console, open_store, print_json, settings_from
+from mailvoice.commands.console import spinner
 from mailvoice.errors import ConfigError
 
 _FORMATS = {".ogg": "ogg", ".opus": "ogg", ".mp3": "mp3", ".wav": "wav"}
@@ -30,8 +31,6 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"output {out}: unknown extension {out.suffix!r}; use .ogg, .mp3 or .wav")
         fmt = _FORMATS[out.suffix.lower()]
 
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
     from mailvoice.commands.speak import write_atomic
     from mailvoice.engines import load_tts
     from mailvoice.outbox import Outbox
@@ -41,13 +40,7 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(settings)
     doc: dict[str, object] = {"output": str(out) if out else None, "mailed_to": [], "sent": None}
     try:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            console=err_console(),
-            transient=True,
-            disable=not err_console().is_terminal,
-        ) as progress:
+        with spinner() as progress:
             task = progress.add_task("loading voice")
             tts = load_tts(settings.tts, settings.general)
             progress.update(task, description="speaking the summary")
