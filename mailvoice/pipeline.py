@@ -124,21 +124,33 @@ class Pipeline:
         """Run every stage; returns once the outcome is durably committed (or known to be a duplicate)."""
         work = _Work(item=item, ctx=ctx, retry_of=retry_of, work_id=work_id)
         log.debug("%s: processing, %d bytes", item.ref, item.size)
-        stage = STAGES[0]
+        ended = self._run_stages(work, STAGES)
+        if ended is None:
+            raise AssertionError("commit stage always ends the pipeline")  # pragma: no cover
+        return ended
+
+    def _run_stages(self, work: _Work, stages: Sequence[str]) -> Result | None:
+        """Run these stages in order; the item's result when one of them ended it, else None (more stages follow).
+
+        mailvoice's own errors (the store, a key, a setting) go up: nothing is wrong with the item, the runner retries
+        it later. Any other exception is a bug or an input no stage foresaw: that item alone is quarantined (or
+        parked), by type and place, never by message, and the run goes on.
+        """
+        stage = stages[0]
         try:
-            for stage in STAGES:
-                fault(stage, item.raw)
+            for stage in stages:
+                fault(stage, work.item.raw)
                 getattr(self, f"_stage_{stage}")(work)
         except _Done as done:
             return done.result
         except Quarantine as q:
             return self._quarantine_or_park(work, q.reason)
         except MailvoiceError:
-            raise  # the store, a key or a setting: nothing is wrong with this item, the runner retries it later
-        except Exception as exc:  # a bug or an input no stage foresaw: park this item, the run goes on
-            log_unexpected(log, f"{item.ref} stage {stage}", exc)
+            raise
+        except Exception as exc:
+            log_unexpected(log, f"{work.item.ref} stage {stage}", exc)
             return self._quarantine_or_park(work, f"{type(exc).__name__} in the {stage} stage at {where(exc)}")
-        raise AssertionError("commit stage always ends the pipeline")  # pragma: no cover
+        return None
 
     def park(self, item: SourceItem, ctx: Context, exc: BaseException) -> Result:
         """Quarantine an item whose own quarantine failed: no parsing, no notice, only its reference and raw copy."""
@@ -188,40 +200,18 @@ class Pipeline:
             if r.uid is not None and (r.account, r.folder, r.uidvalidity, r.uid) in known:
                 yield item, Result("duplicate", "already in the ledger")
                 continue
-            stage = STAGES[0]
-            try:
-                for stage in STAGES[:-1]:
-                    fault(stage, item.raw)
-                    getattr(self, f"_stage_{stage}")(work)
-            except _Done as done:
-                yield item, done.result
-                continue
-            except Quarantine as q:
-                yield item, self._quarantine_or_park(work, q.reason)
-                continue
-            except MailvoiceError:
-                raise  # the store, a key or a setting: nothing is wrong with this item, the runner retries it later
-            except Exception as exc:  # a bug or an input no stage foresaw: quarantine this item, the run goes on
-                log_unexpected(log, f"{item.ref} stage {stage}", exc)
-                yield item, self._quarantine_or_park(work, f"{type(exc).__name__} in the {stage} stage at {where(exc)}")
+            ended = self._run_stages(work, STAGES[:-1])
+            if ended is not None:
+                yield item, ended
                 continue
             if not work.parts and not work.outgoing:
                 pending.append(work)
                 continue
             yield from flush()
-            stage = STAGES[-1]
-            try:
-                fault(stage, item.raw)
-                self._stage_commit(work)
-            except _Done as done:
-                yield item, done.result
-            except Quarantine as q:
-                yield item, self._quarantine_or_park(work, q.reason)
-            except MailvoiceError:
-                raise
-            except Exception as exc:
-                log_unexpected(log, f"{item.ref} stage {stage}", exc)
-                yield item, self._quarantine_or_park(work, f"{type(exc).__name__} in the {stage} stage at {where(exc)}")
+            ended = self._run_stages(work, STAGES[-1:])
+            if ended is None:
+                raise AssertionError("commit stage always ends the pipeline")  # pragma: no cover
+            yield item, ended
         yield from flush()
 
     def _known_uids(self, items: Sequence[SourceItem]) -> set[tuple[str, str, int, int]]:
